@@ -1,0 +1,382 @@
+//! Raw configuration: the serde shape of the YAML file (and, later, of admin API messages).
+//!
+//! These structs are only ever *read by the compiler* (`snapshot::compile`), never on the hot path.
+//! Every struct denies unknown fields, and every optional field has a documented default, so a typo is
+//! an error naming the field instead of a silently ignored setting.
+//!
+//! Flow: YAML text -> [`ConfigSpec`] (this module) -> `validate + compile` -> `Snapshot` (immutable).
+
+mod duration;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use duration::HumanDuration;
+
+/// The whole configuration of a Shoal process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConfigSpec {
+    /// Worker threads (one per core when absent). Each is pinned to a core and owns its listeners.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+    /// Time SIGTERM/SIGINT waits for in-flight requests before exiting. Default 30s.
+    pub drain_timeout: HumanDuration,
+    /// Access log: one JSON line per request or TCP session. Off when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLogSpec>,
+    /// Limits applied to every listener unless the listener overrides them.
+    pub limits: LimitsSpec,
+    /// Timeouts applied to every listener unless the listener overrides them.
+    pub timeouts: TimeoutsSpec,
+    pub listeners: Vec<ListenerSpec>,
+    /// Route tables by name; HTTP listeners refer to one by name.
+    pub routes: BTreeMap<String, Vec<VirtualHostSpec>>,
+    pub clusters: Vec<ClusterSpec>,
+}
+
+impl ConfigSpec {
+    /// Parses YAML. Structural errors (unknown field, wrong type) name the field and position.
+    pub fn from_yaml(text: &str) -> Result<Self, serde_yaml_ng::Error> {
+        serde_yaml_ng::from_str(text)
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_yaml_ng::to_string(self).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogSpec {
+    /// `stdout`, `stderr` or a file path (appended to).
+    pub path: String,
+}
+
+/// Size and count limits. Defaults are safe for an edge proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSpec {
+    /// Largest request head (request line + headers) accepted; larger gets 431. Default 64 KiB.
+    pub max_request_head_bytes: usize,
+    /// Largest request body accepted; larger gets 413. 0 = unlimited. Default 1 GiB.
+    pub max_request_body_bytes: u64,
+    /// Largest response head accepted from an upstream; larger gets 502. Default 64 KiB.
+    pub max_response_head_bytes: usize,
+    /// Most header fields in a request or response head. Default 128.
+    pub max_headers: usize,
+    /// Most downstream connections open at once per worker; more are closed at accept. Default 16384.
+    pub max_connections_per_worker: usize,
+}
+
+impl Default for LimitsSpec {
+    fn default() -> Self {
+        Self {
+            max_request_head_bytes: 64 * 1024,
+            max_request_body_bytes: 1 << 30,
+            max_response_head_bytes: 64 * 1024,
+            max_headers: 128,
+            max_connections_per_worker: 16384,
+        }
+    }
+}
+
+/// Timeouts. Defaults follow what a production proxy needs; see README's config reference.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsSpec {
+    /// A client must send a complete request head within this. Default 10s.
+    pub header_read: HumanDuration,
+    /// An idle keep-alive client connection is closed after this. Default 60s.
+    pub keepalive_idle: HumanDuration,
+    /// A body (either direction) or a TCP session that moves no byte for this long is closed. Default 300s.
+    pub idle: HumanDuration,
+    /// Time from sending a request upstream to receiving its response head, unless the route
+    /// sets `timeout`. Default 60s; 0 disables it.
+    pub request: HumanDuration,
+}
+
+impl Default for TimeoutsSpec {
+    fn default() -> Self {
+        Self {
+            header_read: HumanDuration(Duration::from_secs(10)),
+            keepalive_idle: HumanDuration(Duration::from_secs(60)),
+            idle: HumanDuration(Duration::from_secs(300)),
+            request: HumanDuration(Duration::from_secs(60)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerProtocol {
+    /// Sniffs the first bytes: HTTP/1.1 (h2 and TLS are detected and refused until supported).
+    #[default]
+    Auto,
+    Http1,
+    Tcp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSpec {
+    /// Unique name, used in logs, metrics and the access log.
+    pub name: String,
+    /// `ip:port` to bind (every worker binds it with SO_REUSEPORT). Port 0 picks a free port.
+    pub address: String,
+    #[serde(default)]
+    pub protocol: ListenerProtocol,
+    /// Route table for HTTP listeners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes: Option<String>,
+    /// Cluster for TCP listeners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Overrides of the top-level limits for this listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsSpec>,
+    /// Overrides of the top-level timeouts for this listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<TimeoutsSpec>,
+}
+
+/// A virtual host: the domains it answers for and its ordered routes (first match wins).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualHostSpec {
+    /// `api.example.com` (exact), `*.example.com` (suffix) or `*` (any). Exact beats suffix
+    /// (longest first) beats `*`. The port of the Host header is ignored.
+    pub domains: Vec<String>,
+    pub routes: Vec<RouteSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteSpec {
+    #[serde(rename = "match")]
+    pub matcher: MatchSpec,
+    // --- the action: exactly one of these ---
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weighted: Option<Vec<WeightedClusterSpec>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direct_response: Option<DirectResponseSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<RedirectSpec>,
+    // --- modifiers for forwarding actions ---
+    /// Replaces the matched `prefix` of the path before forwarding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix_rewrite: Option<String>,
+    /// Time from sending the request upstream to its response head. Overrides `timeouts.request`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+    #[serde(skip_serializing_if = "HeaderOpsSpec::is_empty")]
+    pub request_headers: HeaderOpsSpec,
+    #[serde(skip_serializing_if = "HeaderOpsSpec::is_empty")]
+    pub response_headers: HeaderOpsSpec,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MatchSpec {
+    /// Exact path (query string excluded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Path prefix. With none of path/prefix/regex, every path matches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Regular expression that must match the whole path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// Allowed methods; empty = any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// Header conditions, all of which must hold. `name: "value"` is an exact match.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, HeaderMatchSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HeaderMatchSpec {
+    Exact(String),
+    Rule(HeaderRuleSpec),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeaderRuleSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    /// `true`: the header must be present; `false`: it must be absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub present: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedClusterSpec {
+    pub cluster: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectResponseSpec {
+    pub status: u16,
+    #[serde(default)]
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedirectSpec {
+    /// New scheme (`http`/`https`); default keeps `http`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// New host; default keeps the request's Host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// New path (query kept); default keeps the path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// 301, 302 (default), 303, 307 or 308.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeaderOpsSpec {
+    /// Headers appended (name -> value).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub add: BTreeMap<String, String>,
+    /// Header names removed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+impl HeaderOpsSpec {
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterProtocol {
+    #[default]
+    Http1,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LbPolicy {
+    #[default]
+    RoundRobin,
+    Random,
+    /// Weighted round robin by endpoint `weight`.
+    Weighted,
+    /// Power of two choices on in-flight requests (per worker).
+    LeastRequest,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    pub name: String,
+    #[serde(default)]
+    pub protocol: ClusterProtocol,
+    #[serde(default)]
+    pub lb: LbPolicy,
+    pub endpoints: Vec<EndpointSpec>,
+    /// Default 1s.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    #[serde(default)]
+    pub pool: PoolSpec,
+    #[serde(default)]
+    pub outlier: OutlierSpec,
+}
+
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EndpointSpec {
+    Address(String),
+    Weighted(WeightedEndpointSpec),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedEndpointSpec {
+    pub address: String,
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl EndpointSpec {
+    pub fn address(&self) -> &str {
+        match self {
+            EndpointSpec::Address(a) => a,
+            EndpointSpec::Weighted(w) => &w.address,
+        }
+    }
+    pub fn weight(&self) -> u32 {
+        match self {
+            EndpointSpec::Address(_) => 1,
+            EndpointSpec::Weighted(w) => w.weight,
+        }
+    }
+}
+
+/// Per-worker upstream keep-alive pool.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolSpec {
+    /// Idle connections kept per endpoint per worker. Default 64; 0 disables reuse.
+    pub max_idle_per_endpoint: usize,
+    /// Idle upstream connections are closed after this. Default 30s.
+    pub idle_timeout: HumanDuration,
+}
+
+impl Default for PoolSpec {
+    fn default() -> Self {
+        Self { max_idle_per_endpoint: 64, idle_timeout: HumanDuration(Duration::from_secs(30)) }
+    }
+}
+
+/// Passive health: an endpoint failing `consecutive_failures` connects in a row (on one worker) is
+/// skipped by the load balancer for `ejection_time`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierSpec {
+    /// Default 5; 0 disables ejection.
+    pub consecutive_failures: u32,
+    /// Default 10s.
+    pub ejection_time: HumanDuration,
+}
+
+impl Default for OutlierSpec {
+    fn default() -> Self {
+        Self { consecutive_failures: 5, ejection_time: HumanDuration(Duration::from_secs(10)) }
+    }
+}
+
+impl Default for HumanDuration {
+    fn default() -> Self {
+        HumanDuration(Duration::from_secs(30))
+    }
+}

@@ -1,0 +1,239 @@
+//! The immutable, versioned [`Snapshot`] and [`ConfigStore`], the one door every change goes through.
+//!
+//! `ConfigStore::apply(spec)`: compile (validate everything, collecting every error) -> bind new
+//! listener sockets (one SO_REUSEPORT socket per worker) -> swap the snapshot (arc-swap) -> hand
+//! each worker its new sockets and the ids of listeners to stop -> wait for every worker to ack.
+//! A rejected change leaves the running snapshot and listeners untouched. Readers (workers) only
+//! `load()` the current snapshot: no lock on the hot path. The store's mutex serialises writers
+//! and lives on the control side only.
+
+mod bind;
+mod compile;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, Guard};
+
+use crate::access_log::AccessLog;
+use crate::config::{ConfigSpec, LimitsSpec, ListenerProtocol};
+use crate::route::RouteTable;
+use crate::upstream::Cluster;
+use crate::worker::{WorkerCmd, WorkerLink};
+
+pub use bind::bind_reuseport;
+pub use compile::{FieldError, compile};
+
+/// A compiled, immutable configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub version: u64,
+    pub spec: ConfigSpec,
+    pub listeners: HashMap<Arc<str>, Arc<Listener>>,
+    pub clusters: HashMap<String, Arc<Cluster>>,
+    pub route_tables: HashMap<String, Arc<RouteTable>>,
+    pub drain_timeout: Duration,
+    /// Opened by `apply` (never by `compile`, which has no side effects).
+    pub access_log: Option<Arc<AccessLog>>,
+}
+
+#[derive(Debug)]
+pub struct Listener {
+    pub name: Arc<str>,
+    pub address: SocketAddr,
+    pub protocol: ListenerProtocol,
+    pub kind: ListenerKind,
+    pub limits: LimitsSpec,
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug)]
+pub enum ListenerKind {
+    Http { routes: Arc<RouteTable> },
+    Tcp { cluster: Arc<Cluster> },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub header_read: Duration,
+    pub keepalive_idle: Duration,
+    pub idle: Duration,
+    /// Zero = none.
+    pub request: Duration,
+}
+
+/// A change that was refused; the running config is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Rejection {
+    pub errors: Vec<FieldError>,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config rejected ({} error{}):", self.errors.len(), if self.errors.len() == 1 { "" } else { "s" })?;
+        for e in &self.errors {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Rejection {
+    fn one(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { errors: vec![FieldError { path: path.into(), message: message.into() }] }
+    }
+}
+
+/// A listener socket set owned by the workers, tracked by the store.
+struct Bound {
+    id: u64,
+    address: SocketAddr,
+    local: SocketAddr,
+}
+
+#[derive(Default)]
+struct Door {
+    workers: Vec<WorkerLink>,
+    bound: HashMap<Arc<str>, Bound>,
+    next_id: u64,
+}
+
+/// Holds the running snapshot; the only way to change it is [`ConfigStore::apply`].
+pub struct ConfigStore {
+    current: ArcSwap<Snapshot>,
+    version: AtomicU64,
+    door: Mutex<Door>,
+}
+
+impl Default for ConfigStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ConfigStore {
+    /// An empty store (version 0, nothing listening).
+    pub fn new() -> Self {
+        let empty = compile(&ConfigSpec::default(), None).unwrap_or_else(|_| unreachable!("empty config is valid"));
+        Self { current: ArcSwap::from_pointee(empty), version: AtomicU64::new(0), door: Mutex::default() }
+    }
+
+    /// The running snapshot (lock-free).
+    #[inline]
+    pub fn load(&self) -> Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    #[inline]
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The running version (one atomic load; cheaper than `load()` to detect a change).
+    #[inline]
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Registers the workers that own listeners. Called once, before the first `apply`.
+    pub fn attach_workers(&self, links: Vec<WorkerLink>) {
+        self.door.lock().unwrap_or_else(|e| e.into_inner()).workers = links;
+    }
+
+    /// The address a listener is bound to (useful with port 0).
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.door.lock().unwrap_or_else(|e| e.into_inner()).bound.get(name).map(|b| b.local)
+    }
+
+    /// Validates `spec` without applying it.
+    pub fn check(spec: &ConfigSpec) -> Result<(), Rejection> {
+        compile(spec, None).map(|_| ()).map_err(|errors| Rejection { errors })
+    }
+
+    /// Validates, compiles, binds and installs `spec` on every worker, all or nothing.
+    /// Returns the new version once every worker runs it.
+    pub fn apply(&self, spec: ConfigSpec) -> Result<u64, Rejection> {
+        let mut door = self.door.lock().unwrap_or_else(|e| e.into_inner());
+        let prev = self.current.load_full();
+        let mut snap = compile(&spec, Some(&prev)).map_err(|errors| Rejection { errors })?;
+        if let (Some(old), Some(new)) = (prev.spec.workers, spec.workers)
+            && old != new
+            && !door.workers.is_empty()
+        {
+            tracing::warn!(running = old, wanted = new, "changing `workers` takes effect at the next restart");
+        }
+
+        snap.access_log = match (&spec.access_log, &prev.access_log) {
+            (None, _) => None,
+            (Some(want), Some(have)) if have.path() == want.path => Some(have.clone()),
+            (Some(want), _) => Some(AccessLog::open(&want.path).map_err(|e| {
+                Rejection::one("access_log.path", format!("cannot open {:?}: {e}", want.path))
+            })?),
+        };
+
+        // Listener diff: keep sockets whose name and address are unchanged, bind the rest.
+        let n = door.workers.len();
+        let mut adds: Vec<Vec<(u64, Arc<str>, std::net::TcpListener)>> = (0..n).map(|_| Vec::new()).collect();
+        let mut new_bound: HashMap<Arc<str>, Bound> = HashMap::new();
+        if n > 0 {
+            for (i, l) in spec.listeners.iter().enumerate() {
+                let name: Arc<str> = Arc::from(l.name.as_str());
+                let listener = &snap.listeners[&name];
+                if let Some(b) = door.bound.get(&name)
+                    && b.address == listener.address
+                {
+                    new_bound.insert(name, Bound { id: b.id, address: b.address, local: b.local });
+                    continue;
+                }
+                let sockets = bind_reuseport(listener.address, n).map_err(|e| {
+                    Rejection::one(format!("listeners[{i}].address"), format!("cannot listen on {}: {e}", listener.address))
+                })?;
+                let local = sockets[0].local_addr().unwrap_or(listener.address);
+                door.next_id += 1;
+                let id = door.next_id;
+                for (w, s) in sockets.into_iter().enumerate() {
+                    adds[w].push((id, name.clone(), s));
+                }
+                new_bound.insert(name, Bound { id, address: listener.address, local });
+            }
+        }
+        let removes: Vec<u64> = door
+            .bound
+            .values()
+            .filter(|b| !new_bound.values().any(|nb| nb.id == b.id))
+            .map(|b| b.id)
+            .collect();
+
+        let version = prev.version + 1;
+        snap.version = version;
+        self.current.store(Arc::new(snap));
+        self.version.store(version, Ordering::Release);
+        door.bound = new_bound;
+
+        // Every worker installs its sockets and stops removed listeners before we return.
+        let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+        let mut sent = 0;
+        for (link, add) in door.workers.iter().zip(adds) {
+            let cmd = WorkerCmd::Listeners { add, remove: removes.clone(), ack: ack_tx.clone() };
+            if link.send(cmd) {
+                sent += 1;
+            }
+        }
+        drop(ack_tx);
+        for _ in 0..sent {
+            if ack_rx.recv_timeout(Duration::from_secs(10)).is_err() {
+                tracing::error!(version, "a worker did not acknowledge the new config in 10s");
+                break;
+            }
+        }
+        tracing::info!(version, listeners = door.bound.len(), "config applied");
+        Ok(version)
+    }
+}
+
+#[cfg(test)]
+mod tests;

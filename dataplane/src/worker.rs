@@ -1,0 +1,296 @@
+//! Worker threads: one monoio runtime per core, pinned, each with its own listeners, upstream pools
+//! and load-balancer state.
+//!
+//! A worker receives [`WorkerCmd`]s from the control side (the `ConfigStore` and shutdown):
+//! `Listeners` hands it its SO_REUSEPORT sockets for new listeners and names the ones to stop (a
+//! stopped listener stops accepting; its established connections carry on); `Drain` stops every
+//! listener, tells keep-alive connections to close after their current request and waits for
+//! connections to finish, up to the drain timeout. Connections read the snapshot through the store
+//! (lock-free), so nothing but these commands crosses threads.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
+use futures_core::Stream;
+use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
+
+use crate::signal::Signal;
+use crate::snapshot::ConfigStore;
+use crate::upstream::lb::Balancer;
+use crate::upstream::pool::Pool;
+
+/// A message from the control side to one worker.
+pub enum WorkerCmd {
+    Listeners {
+        /// (listener id, name, this worker's socket)
+        add: Vec<(u64, Arc<str>, std::net::TcpListener)>,
+        remove: Vec<u64>,
+        ack: Sender<()>,
+    },
+    Drain {
+        timeout: Duration,
+    },
+}
+
+/// The control side's handle on one worker.
+pub struct WorkerLink {
+    tx: UnboundedSender<WorkerCmd>,
+}
+
+impl WorkerLink {
+    /// Sends a command; false if the worker is gone.
+    pub fn send(&self, cmd: WorkerCmd) -> bool {
+        self.tx.unbounded_send(cmd).is_ok()
+    }
+}
+
+/// Which I/O driver a worker runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    IoUring,
+    Epoll,
+}
+
+impl Driver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::IoUring => "io_uring",
+            Driver::Epoll => "epoll",
+        }
+    }
+}
+
+/// Everything one worker's connections share. Single-threaded: never crosses cores.
+pub struct WorkerCtx {
+    pub index: usize,
+    pub store: Arc<ConfigStore>,
+    pub balancer: Balancer,
+    pub pool: Pool,
+    /// Open downstream connections.
+    pub active: Cell<usize>,
+    /// Fired when the worker starts draining.
+    pub draining: Signal,
+}
+
+impl WorkerCtx {
+    /// Writes a random (v4) UUID as text, for `x-request-id`.
+    pub fn request_id(&self, out: &mut [u8; 36]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut bits = ((self.balancer.random_u64() as u128) << 64) | self.balancer.random_u64() as u128;
+        bits = (bits & !(0xf << 76)) | (0x4 << 76); // version 4
+        bits = (bits & !(0x3 << 62)) | (0x2 << 62); // variant 10
+        let mut j = 0;
+        for i in 0..32 {
+            if matches!(i, 8 | 12 | 16 | 20) {
+                out[j] = b'-';
+                j += 1;
+            }
+            out[j] = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
+            j += 1;
+        }
+    }
+}
+
+/// Decrements the active connection count when the connection task ends.
+struct ConnGuard(Rc<WorkerCtx>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get() - 1);
+    }
+}
+
+/// The worker threads of a process.
+pub struct Workers {
+    links: Vec<WorkerLink>,
+    threads: Vec<JoinHandle<()>>,
+    drivers: Vec<Driver>,
+}
+
+impl Workers {
+    /// Starts `n` workers (pinned to cores 0..n when `pin`), each with an empty listener set.
+    pub fn start(n: usize, store: Arc<ConfigStore>, pin: bool) -> io::Result<Self> {
+        let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+        let mut links = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        for index in 0..n {
+            let (tx, rx) = unbounded();
+            links.push(WorkerLink { tx });
+            let store = store.clone();
+            let ready = ready_tx.clone();
+            let core = pin.then_some(index % cores);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("shoal-worker-{index}"))
+                    .spawn(move || run_thread(index, core, store, rx, ready))?,
+            );
+        }
+        drop(ready_tx);
+        let mut drivers = vec![Driver::Epoll; n];
+        for _ in 0..n {
+            match ready_rx.recv() {
+                Ok((i, Ok(d))) => drivers[i] = d,
+                Ok((i, Err(e))) => return Err(io::Error::other(format!("worker {i} failed to start: {e}"))),
+                Err(_) => return Err(io::Error::other("a worker exited during start")),
+            }
+        }
+        Ok(Self { links, threads, drivers })
+    }
+
+    /// Links for `ConfigStore::attach_workers` (the store sends listener changes through them).
+    pub fn links(&self) -> Vec<WorkerLink> {
+        self.links.iter().map(|l| WorkerLink { tx: l.tx.clone() }).collect()
+    }
+
+    pub fn drivers(&self) -> &[Driver] {
+        &self.drivers
+    }
+
+    /// Stops accepting, lets connections finish for up to `timeout`, then joins every worker.
+    pub fn drain_and_join(self, timeout: Duration) {
+        for l in &self.links {
+            l.send(WorkerCmd::Drain { timeout });
+        }
+        drop(self.links);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+type Ready = std::sync::mpsc::Sender<(usize, Result<Driver, String>)>;
+
+fn run_thread(index: usize, core: Option<usize>, store: Arc<ConfigStore>, rx: UnboundedReceiver<WorkerCmd>, ready: Ready) {
+    if let Some(core) = core
+        && let Err(e) = monoio::utils::bind_to_cpu_set([core])
+    {
+        tracing::warn!(worker = index, core, error = ?e, "could not pin worker to its core");
+    }
+    let runtime = RuntimeBuilder::<FusionDriver>::new().enable_timer().with_entries(4096).build();
+    let mut runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ready.send((index, Err(e.to_string())));
+            return;
+        }
+    };
+    let driver = match &runtime {
+        FusionRuntime::Uring(_) => Driver::IoUring,
+        FusionRuntime::Legacy(_) => Driver::Epoll,
+    };
+    tracing::info!(worker = index, core = ?core, driver = driver.name(), "worker started");
+    let _ = ready.send((index, Ok(driver)));
+    let ctx = Rc::new(WorkerCtx {
+        index,
+        store,
+        balancer: Balancer::new(),
+        pool: Pool::default(),
+        active: Cell::new(0),
+        draining: Signal::new(),
+    });
+    runtime.block_on(worker_main(ctx, rx));
+    tracing::debug!(worker = index, "worker stopped");
+}
+
+async fn worker_main(ctx: Rc<WorkerCtx>, mut rx: UnboundedReceiver<WorkerCmd>) {
+    let mut listeners: HashMap<u64, Signal> = HashMap::new();
+    monoio::spawn(housekeeping(ctx.clone()));
+    while let Some(cmd) = poll_fn(|cx| Pin::new(&mut rx).poll_next(cx)).await {
+        match cmd {
+            WorkerCmd::Listeners { add, remove, ack } => {
+                for id in remove {
+                    if let Some(stop) = listeners.remove(&id) {
+                        stop.fire();
+                    }
+                }
+                for (id, name, socket) in add {
+                    match monoio::net::TcpListener::from_std(socket) {
+                        Ok(l) => {
+                            let stop = Signal::new();
+                            listeners.insert(id, stop.clone());
+                            monoio::spawn(accept_loop(ctx.clone(), l, name, stop));
+                        }
+                        Err(e) => tracing::error!(worker = ctx.index, listener = %name, error = %e, "cannot adopt listener socket"),
+                    }
+                }
+                let _ = ack.send(());
+            }
+            WorkerCmd::Drain { timeout } => {
+                for stop in listeners.values() {
+                    stop.fire();
+                }
+                ctx.draining.fire();
+                let deadline = Instant::now() + timeout;
+                while ctx.active.get() > 0 && Instant::now() < deadline {
+                    monoio::time::sleep(Duration::from_millis(20)).await;
+                }
+                if ctx.active.get() > 0 {
+                    tracing::warn!(worker = ctx.index, open = ctx.active.get(), "drain timeout: closing remaining connections");
+                }
+                ctx.pool.clear();
+                return;
+            }
+        }
+    }
+}
+
+/// Periodic per-worker chores: shrink the upstream pool, forget state of removed clusters.
+async fn housekeeping(ctx: Rc<WorkerCtx>) {
+    let mut seen = 0;
+    loop {
+        monoio::time::sleep(Duration::from_secs(1)).await;
+        if ctx.draining.is_fired() {
+            return;
+        }
+        ctx.pool.reap(Instant::now());
+        let version = ctx.store.version();
+        if version != seen {
+            seen = version;
+            let snap = ctx.store.load();
+            ctx.balancer.retain_clusters(|uid| snap.clusters.values().any(|c| c.uid == uid));
+        }
+    }
+}
+
+async fn accept_loop(ctx: Rc<WorkerCtx>, listener: monoio::net::TcpListener, name: Arc<str>, stop: Signal) {
+    loop {
+        let accepted = monoio::select! {
+            _ = stop.wait() => break,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(worker = ctx.index, listener = %name, error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let snap = ctx.store.load_full();
+        let Some(l) = snap.listeners.get(&name).cloned() else { continue };
+        if ctx.active.get() >= l.limits.max_connections_per_worker {
+            tracing::warn!(worker = ctx.index, listener = %name, "max_connections_per_worker reached; closing new connection");
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        ctx.active.set(ctx.active.get() + 1);
+        let guard = ConnGuard(ctx.clone());
+        monoio::spawn(async move {
+            let ctx = guard.0.clone();
+            crate::proxy::serve(ctx, snap, l, stream, peer).await;
+            drop(guard);
+        });
+    }
+    tracing::info!(worker = ctx.index, listener = %name, "listener stopped");
+}

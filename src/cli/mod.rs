@@ -1,0 +1,2 @@
+//! Subcommands other than `run`.
+pub mod ca;
