@@ -16,19 +16,25 @@ pub fn start(addr: SocketAddr) -> io::Result<SocketAddr> {
     let std_listener = std::net::TcpListener::bind(addr)?;
     std_listener.set_nonblocking(true)?;
     let local = std_listener.local_addr()?;
-    std::thread::Builder::new().name("shoal-demo-upstream".into()).spawn(move || {
-        let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build();
-        match rt {
-            Ok(mut rt) => rt.block_on(async move {
-                let Ok(listener) = TcpListener::from_std(std_listener) else { return };
-                while let Ok((stream, _)) = listener.accept().await {
-                    let _ = stream.set_nodelay(true);
-                    monoio::spawn(serve(stream));
-                }
-            }),
-            Err(e) => tracing::error!(error = %e, "demo upstream could not start"),
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("shoal-demo-upstream".into())
+        .spawn(move || {
+            let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                .enable_timer()
+                .build();
+            match rt {
+                Ok(mut rt) => rt.block_on(async move {
+                    let Ok(listener) = TcpListener::from_std(std_listener) else {
+                        return;
+                    };
+                    while let Ok((stream, _)) = listener.accept().await {
+                        let _ = stream.set_nodelay(true);
+                        monoio::spawn(serve(stream));
+                    }
+                }),
+                Err(e) => tracing::error!(error = %e, "demo upstream could not start"),
+            }
+        })?;
     Ok(local)
 }
 
@@ -45,13 +51,28 @@ async fn serve(mut stream: TcpStream) {
                         .headers
                         .iter()
                         .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                        .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
+                        .and_then(|h| {
+                            std::str::from_utf8(h.value)
+                                .ok()?
+                                .trim()
+                                .parse::<usize>()
+                                .ok()
+                        })
                         .unwrap_or(0);
-                    let chunked = req.headers.iter().any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
+                    let chunked = req
+                        .headers
+                        .iter()
+                        .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
                     let close = req.headers.iter().any(|h| {
-                        h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"close")
+                        h.name.eq_ignore_ascii_case("connection")
+                            && h.value.eq_ignore_ascii_case(b"close")
                     });
-                    Some((n, len, chunked || close, req.path.unwrap_or("/").to_string()))
+                    Some((
+                        n,
+                        len,
+                        chunked || close,
+                        req.path.unwrap_or("/").to_string(),
+                    ))
                 }
                 Ok(httparse::Status::Partial) => None,
                 Err(_) => return,

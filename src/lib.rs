@@ -32,12 +32,20 @@ impl App {
     /// Starts the workers and applies the initial config (rejected whole if invalid).
     pub fn start(opts: AppOptions) -> Result<Self> {
         ConfigStore::check(&opts.spec)?;
-        let n = opts.spec.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        let n = opts.spec.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
         let store = Arc::new(ConfigStore::new());
         let workers = Workers::start(n, store.clone(), opts.pin).context("starting workers")?;
         store.attach_workers(workers.links());
         store.apply(opts.spec)?;
-        Ok(Self { store, workers, config_path: opts.config_path })
+        Ok(Self {
+            store,
+            workers,
+            config_path: opts.config_path,
+        })
     }
 
     pub fn store(&self) -> &Arc<ConfigStore> {
@@ -55,7 +63,10 @@ impl App {
 
     /// Re-reads the config file and applies it; on any error the running config stays.
     pub fn reload(&self) -> Result<u64> {
-        let path = self.config_path.as_deref().context("no config file to reload (started with the demo config)")?;
+        let path = self
+            .config_path
+            .as_deref()
+            .context("no config file to reload (started with the demo config)")?;
         let spec = load_file(path)?;
         Ok(self.store.apply(spec)?)
     }
@@ -71,7 +82,8 @@ impl App {
 
 /// Reads and parses a YAML config file (structure only; `ConfigStore` validates the rest).
 pub fn load_file(path: &Path) -> Result<ConfigSpec> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     ConfigSpec::from_yaml(&text).with_context(|| format!("parsing {}", path.display()))
 }
 

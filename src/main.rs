@@ -15,7 +15,11 @@ mod cli;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "shoal", version, about = "Shoal: a thread-per-core service-mesh data plane")]
+#[command(
+    name = "shoal",
+    version,
+    about = "Shoal: a thread-per-core service-mesh data plane"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,10 +55,16 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config, workers, no_pin, demo_listen } => run(config, workers, !no_pin, demo_listen),
+        Command::Run {
+            config,
+            workers,
+            no_pin,
+            demo_listen,
+        } => run(config, workers, !no_pin, demo_listen),
         Command::Ca(cmd) => cli::ca::run(cmd),
         Command::Validate { file } => match shoal::validate_file(&file) {
             Ok(_) => {
@@ -76,20 +86,35 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Option<PathBuf>, workers: Option<usize>, pin: bool, demo_listen: SocketAddr) -> Result<()> {
-    let mut signals = Signals::new([SIGHUP, SIGINT, SIGTERM]).context("installing signal handlers")?;
+fn run(
+    config: Option<PathBuf>,
+    workers: Option<usize>,
+    pin: bool,
+    demo_listen: SocketAddr,
+) -> Result<()> {
+    let mut signals =
+        Signals::new([SIGHUP, SIGINT, SIGTERM]).context("installing signal handlers")?;
     let (mut spec, demo) = match &config {
         Some(path) => (shoal::validate_file(path)?, None),
         None => {
-            let upstream = shoal::demo::start("127.0.0.1:0".parse()?).context("starting the demo upstream")?;
+            let upstream =
+                shoal::demo::start("127.0.0.1:0".parse()?).context("starting the demo upstream")?;
             (shoal::demo_config(demo_listen, upstream)?, Some(upstream))
         }
     };
     if workers.is_some() {
         spec.workers = workers;
     }
-    let app = shoal::App::start(shoal::AppOptions { spec, config_path: config, pin })?;
-    tracing::info!(workers = app.drivers().len(), driver = app.drivers().first().map(|d| d.name()).unwrap_or("-"), "shoal running");
+    let app = shoal::App::start(shoal::AppOptions {
+        spec,
+        config_path: config,
+        pin,
+    })?;
+    tracing::info!(
+        workers = app.drivers().len(),
+        driver = app.drivers().first().map(|d| d.name()).unwrap_or("-"),
+        "shoal running"
+    );
     if let Some(upstream) = demo {
         let addr = app.listener_addr("demo").unwrap_or(demo_listen);
         println!("Shoal demo: listener http://{addr}/ -> demo upstream {upstream}");

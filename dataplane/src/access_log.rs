@@ -22,7 +22,9 @@ pub struct AccessLog {
 
 impl std::fmt::Debug for AccessLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessLog").field("path", &self.path).finish()
+        f.debug_struct("AccessLog")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -71,8 +73,14 @@ impl AccessLog {
             file => Box::new(OpenOptions::new().create(true).append(true).open(file)?),
         };
         let (tx, rx) = sync_channel::<String>(65536);
-        std::thread::Builder::new().name("shoal-access-log".into()).spawn(move || writer(rx, out))?;
-        Ok(Arc::new(Self { path: path.to_string(), tx, dropped: AtomicU64::new(0) }))
+        std::thread::Builder::new()
+            .name("shoal-access-log".into())
+            .spawn(move || writer(rx, out))?;
+        Ok(Arc::new(Self {
+            path: path.to_string(),
+            tx,
+            dropped: AtomicU64::new(0),
+        }))
     }
 
     pub fn path(&self) -> &str {
@@ -86,7 +94,9 @@ impl AccessLog {
 
     /// Queues one line; never blocks.
     pub fn log(&self, entry: &Entry<'_>) {
-        let Ok(line) = serde_json::to_string(entry) else { return };
+        let Ok(line) = serde_json::to_string(entry) else {
+            return;
+        };
         match self.tx.try_send(line) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {

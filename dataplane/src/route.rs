@@ -23,13 +23,17 @@ pub trait HeaderSource {
 
 impl HeaderSource for [httparse::Header<'_>] {
     fn header(&self, name: &str) -> Option<&[u8]> {
-        self.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+        self.iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
     }
 }
 
 impl HeaderSource for [(&str, &str)] {
     fn header(&self, name: &str) -> Option<&[u8]> {
-        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_bytes())
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_bytes())
     }
 }
 
@@ -104,8 +108,14 @@ pub enum HeaderMatchKind {
 #[derive(Debug)]
 pub enum Action {
     Cluster(Arc<Cluster>),
-    Weighted { clusters: Vec<(Arc<Cluster>, u32)>, total: u32 },
-    Direct { status: u16, body: Arc<[u8]> },
+    Weighted {
+        clusters: Vec<(Arc<Cluster>, u32)>,
+        total: u32,
+    },
+    Direct {
+        status: u16,
+        body: Arc<[u8]>,
+    },
     Redirect(Redirect),
 }
 
@@ -203,9 +213,9 @@ impl RouteMatch {
             match (&h.kind, value) {
                 (HeaderMatchKind::Present(want), v) => *want == v.is_some(),
                 (HeaderMatchKind::Exact(want), Some(v)) => v == want.as_slice(),
-                (HeaderMatchKind::Regex(r), Some(v)) => {
-                    std::str::from_utf8(v).map(|s| r.is_match(s)).unwrap_or(false)
-                }
+                (HeaderMatchKind::Regex(r), Some(v)) => std::str::from_utf8(v)
+                    .map(|s| r.is_match(s))
+                    .unwrap_or(false),
                 (_, None) => false,
             }
         })

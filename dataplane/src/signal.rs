@@ -39,7 +39,10 @@ impl Signal {
 
     /// Completes once `fire` has been called.
     pub fn wait(&self) -> Wait {
-        Wait { inner: self.inner.clone(), key: None }
+        Wait {
+            inner: self.inner.clone(),
+            key: None,
+        }
     }
 }
 
@@ -72,7 +75,10 @@ impl Future for Wait {
                 k
             }
         };
-        self.inner.waiters.borrow_mut().insert(key, cx.waker().clone());
+        self.inner
+            .waiters
+            .borrow_mut()
+            .insert(key, cx.waker().clone());
         Poll::Pending
     }
 }

@@ -85,7 +85,8 @@ impl WorkerCtx {
     /// Writes a random (v4) UUID as text, for `x-request-id`.
     pub fn request_id(&self, out: &mut [u8; 36]) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut bits = ((self.balancer.random_u64() as u128) << 64) | self.balancer.random_u64() as u128;
+        let mut bits =
+            ((self.balancer.random_u64() as u128) << 64) | self.balancer.random_u64() as u128;
         bits = (bits & !(0xf << 76)) | (0x4 << 76); // version 4
         bits = (bits & !(0x3 << 62)) | (0x2 << 62); // variant 10
         let mut j = 0;
@@ -119,7 +120,9 @@ pub struct Workers {
 impl Workers {
     /// Starts `n` workers (pinned to cores 0..n when `pin`), each with an empty listener set.
     pub fn start(n: usize, store: Arc<ConfigStore>, pin: bool) -> io::Result<Self> {
-        let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(|c| c.get())
+            .unwrap_or(1);
         let mut links = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -140,16 +143,25 @@ impl Workers {
         for _ in 0..n {
             match ready_rx.recv() {
                 Ok((i, Ok(d))) => drivers[i] = d,
-                Ok((i, Err(e))) => return Err(io::Error::other(format!("worker {i} failed to start: {e}"))),
+                Ok((i, Err(e))) => {
+                    return Err(io::Error::other(format!("worker {i} failed to start: {e}")));
+                }
                 Err(_) => return Err(io::Error::other("a worker exited during start")),
             }
         }
-        Ok(Self { links, threads, drivers })
+        Ok(Self {
+            links,
+            threads,
+            drivers,
+        })
     }
 
     /// Links for `ConfigStore::attach_workers` (the store sends listener changes through them).
     pub fn links(&self) -> Vec<WorkerLink> {
-        self.links.iter().map(|l| WorkerLink { tx: l.tx.clone() }).collect()
+        self.links
+            .iter()
+            .map(|l| WorkerLink { tx: l.tx.clone() })
+            .collect()
     }
 
     pub fn drivers(&self) -> &[Driver] {
@@ -170,13 +182,22 @@ impl Workers {
 
 type Ready = std::sync::mpsc::Sender<(usize, Result<Driver, String>)>;
 
-fn run_thread(index: usize, core: Option<usize>, store: Arc<ConfigStore>, rx: UnboundedReceiver<WorkerCmd>, ready: Ready) {
+fn run_thread(
+    index: usize,
+    core: Option<usize>,
+    store: Arc<ConfigStore>,
+    rx: UnboundedReceiver<WorkerCmd>,
+    ready: Ready,
+) {
     if let Some(core) = core
         && let Err(e) = monoio::utils::bind_to_cpu_set([core])
     {
         tracing::warn!(worker = index, core, error = ?e, "could not pin worker to its core");
     }
-    let runtime = RuntimeBuilder::<FusionDriver>::new().enable_timer().with_entries(4096).build();
+    let runtime = RuntimeBuilder::<FusionDriver>::new()
+        .enable_timer()
+        .with_entries(4096)
+        .build();
     let mut runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
@@ -203,30 +224,39 @@ fn run_thread(index: usize, core: Option<usize>, store: Arc<ConfigStore>, rx: Un
 }
 
 async fn worker_main(ctx: Rc<WorkerCtx>, mut rx: UnboundedReceiver<WorkerCmd>) {
-    let mut listeners: HashMap<u64, Signal> = HashMap::new();
+    // Per listener: (stop, stopped).
+    let mut listeners: HashMap<u64, (Signal, Signal)> = HashMap::new();
     monoio::spawn(housekeeping(ctx.clone()));
     while let Some(cmd) = poll_fn(|cx| Pin::new(&mut rx).poll_next(cx)).await {
         match cmd {
             WorkerCmd::Listeners { add, remove, ack } => {
+                let mut stopping = Vec::new();
                 for id in remove {
-                    if let Some(stop) = listeners.remove(&id) {
+                    if let Some((stop, stopped)) = listeners.remove(&id) {
                         stop.fire();
+                        stopping.push(stopped);
                     }
+                }
+                // Ack only once removed listeners have closed their sockets.
+                for stopped in stopping {
+                    stopped.wait().await;
                 }
                 for (id, name, socket) in add {
                     match monoio::net::TcpListener::from_std(socket) {
                         Ok(l) => {
-                            let stop = Signal::new();
-                            listeners.insert(id, stop.clone());
-                            monoio::spawn(accept_loop(ctx.clone(), l, name, stop));
+                            let (stop, stopped) = (Signal::new(), Signal::new());
+                            listeners.insert(id, (stop.clone(), stopped.clone()));
+                            monoio::spawn(accept_loop(ctx.clone(), l, name, stop, stopped));
                         }
-                        Err(e) => tracing::error!(worker = ctx.index, listener = %name, error = %e, "cannot adopt listener socket"),
+                        Err(e) => {
+                            tracing::error!(worker = ctx.index, listener = %name, error = %e, "cannot adopt listener socket")
+                        }
                     }
                 }
                 let _ = ack.send(());
             }
             WorkerCmd::Drain { timeout } => {
-                for stop in listeners.values() {
+                for (stop, _) in listeners.values() {
                     stop.fire();
                 }
                 ctx.draining.fire();
@@ -235,7 +265,11 @@ async fn worker_main(ctx: Rc<WorkerCtx>, mut rx: UnboundedReceiver<WorkerCmd>) {
                     monoio::time::sleep(Duration::from_millis(20)).await;
                 }
                 if ctx.active.get() > 0 {
-                    tracing::warn!(worker = ctx.index, open = ctx.active.get(), "drain timeout: closing remaining connections");
+                    tracing::warn!(
+                        worker = ctx.index,
+                        open = ctx.active.get(),
+                        "drain timeout: closing remaining connections"
+                    );
                 }
                 ctx.pool.clear();
                 return;
@@ -257,12 +291,19 @@ async fn housekeeping(ctx: Rc<WorkerCtx>) {
         if version != seen {
             seen = version;
             let snap = ctx.store.load();
-            ctx.balancer.retain_clusters(|uid| snap.clusters.values().any(|c| c.uid == uid));
+            ctx.balancer
+                .retain_clusters(|uid| snap.clusters.values().any(|c| c.uid == uid));
         }
     }
 }
 
-async fn accept_loop(ctx: Rc<WorkerCtx>, listener: monoio::net::TcpListener, name: Arc<str>, stop: Signal) {
+async fn accept_loop(
+    ctx: Rc<WorkerCtx>,
+    listener: monoio::net::TcpListener,
+    name: Arc<str>,
+    stop: Signal,
+    stopped: Signal,
+) {
     loop {
         let accepted = monoio::select! {
             _ = stop.wait() => break,
@@ -278,7 +319,9 @@ async fn accept_loop(ctx: Rc<WorkerCtx>, listener: monoio::net::TcpListener, nam
             }
         };
         let snap = ctx.store.load_full();
-        let Some(l) = snap.listeners.get(&name).cloned() else { continue };
+        let Some(l) = snap.listeners.get(&name).cloned() else {
+            continue;
+        };
         if ctx.active.get() >= l.limits.max_connections_per_worker {
             tracing::warn!(worker = ctx.index, listener = %name, "max_connections_per_worker reached; closing new connection");
             continue;
@@ -292,5 +335,7 @@ async fn accept_loop(ctx: Rc<WorkerCtx>, listener: monoio::net::TcpListener, nam
             drop(guard);
         });
     }
+    drop(listener);
+    stopped.fire();
     tracing::info!(worker = ctx.index, listener = %name, "listener stopped");
 }

@@ -7,6 +7,7 @@
 //! Flow: YAML text -> [`ConfigSpec`] (this module) -> `validate + compile` -> `Snapshot` (immutable).
 
 mod duration;
+mod either;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -134,12 +135,73 @@ pub struct ListenerSpec {
     /// Cluster for TCP listeners.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    /// Overrides of the top-level limits for this listener.
+    /// Overrides of the top-level limits for this listener (fields not set are inherited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limits: Option<LimitsSpec>,
-    /// Overrides of the top-level timeouts for this listener.
+    pub limits: Option<LimitsOverride>,
+    /// Overrides of the top-level timeouts for this listener (fields not set are inherited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeouts: Option<TimeoutsSpec>,
+    pub timeouts: Option<TimeoutsOverride>,
+}
+
+/// A listener's `limits`: each field set replaces the top-level value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsOverride {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_request_head_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_request_body_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_response_head_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_headers: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_worker: Option<usize>,
+}
+
+impl LimitsOverride {
+    pub fn over(self, base: LimitsSpec) -> LimitsSpec {
+        LimitsSpec {
+            max_request_head_bytes: self
+                .max_request_head_bytes
+                .unwrap_or(base.max_request_head_bytes),
+            max_request_body_bytes: self
+                .max_request_body_bytes
+                .unwrap_or(base.max_request_body_bytes),
+            max_response_head_bytes: self
+                .max_response_head_bytes
+                .unwrap_or(base.max_response_head_bytes),
+            max_headers: self.max_headers.unwrap_or(base.max_headers),
+            max_connections_per_worker: self
+                .max_connections_per_worker
+                .unwrap_or(base.max_connections_per_worker),
+        }
+    }
+}
+
+/// A listener's `timeouts`: each field set replaces the top-level value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsOverride {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_read: Option<HumanDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keepalive_idle: Option<HumanDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle: Option<HumanDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<HumanDuration>,
+}
+
+impl TimeoutsOverride {
+    pub fn over(self, base: TimeoutsSpec) -> TimeoutsSpec {
+        TimeoutsSpec {
+            header_read: self.header_read.unwrap_or(base.header_read),
+            keepalive_idle: self.keepalive_idle.unwrap_or(base.keepalive_idle),
+            idle: self.idle.unwrap_or(base.idle),
+            request: self.request.unwrap_or(base.request),
+        }
+    }
 }
 
 /// A virtual host: the domains it answers for and its ordered routes (first match wins).
@@ -199,7 +261,8 @@ pub struct MatchSpec {
     pub headers: BTreeMap<String, HeaderMatchSpec>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `name: "value"` (exact) or `name: { exact | present | regex }`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum HeaderMatchSpec {
     Exact(String),
@@ -308,7 +371,8 @@ fn default_connect_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(1))
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `"host:port"` or `{ address, weight }`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum EndpointSpec {
     Address(String),
@@ -354,7 +418,10 @@ pub struct PoolSpec {
 
 impl Default for PoolSpec {
     fn default() -> Self {
-        Self { max_idle_per_endpoint: 64, idle_timeout: HumanDuration(Duration::from_secs(30)) }
+        Self {
+            max_idle_per_endpoint: 64,
+            idle_timeout: HumanDuration(Duration::from_secs(30)),
+        }
     }
 }
 
@@ -371,7 +438,10 @@ pub struct OutlierSpec {
 
 impl Default for OutlierSpec {
     fn default() -> Self {
-        Self { consecutive_failures: 5, ejection_time: HumanDuration(Duration::from_secs(10)) }
+        Self {
+            consecutive_failures: 5,
+            ejection_time: HumanDuration(Duration::from_secs(10)),
+        }
     }
 }
 

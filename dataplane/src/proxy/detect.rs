@@ -27,7 +27,11 @@ pub fn classify(buf: &[u8]) -> Option<Detected> {
     }
     let n = buf.len().min(H2_PREFACE.len());
     if buf[..n] == H2_PREFACE[..n] {
-        return if n == H2_PREFACE.len() { Some(Detected::H2) } else { None };
+        return if n == H2_PREFACE.len() {
+            Some(Detected::H2)
+        } else {
+            None
+        };
     }
     Some(Detected::Http1)
 }

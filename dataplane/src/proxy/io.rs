@@ -26,7 +26,12 @@ pub enum CopyError {
 
 /// Reads more bytes into `buf` (appended after `buf.len()`, growing the spare room to `spare`).
 /// Returns the byte count (0 = EOF), or `Err(TimedOut)` after `timeout`.
-pub async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, spare: usize, timeout: Duration) -> io::Result<usize> {
+pub async fn fill(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    spare: usize,
+    timeout: Duration,
+) -> io::Result<usize> {
     if buf.capacity() - buf.len() < spare {
         buf.reserve(spare);
     }
@@ -85,7 +90,9 @@ pub async fn copy_body(
         if n > 0 {
             total += n as u64;
             check_limit(kind, total, limit)?;
-            write_front(dst, pending, n).await.map_err(CopyError::Write)?;
+            write_front(dst, pending, n)
+                .await
+                .map_err(CopyError::Write)?;
         }
         if done {
             return Ok(total);
@@ -104,10 +111,11 @@ pub async fn copy_body(
             _ => COPY_BUF,
         };
         let owned = std::mem::take(scratch);
-        let (res, slice) = match monoio::time::timeout(idle, src.read(owned.slice_mut(0..want))).await {
-            Ok(r) => r,
-            Err(_) => return Err(CopyError::ReadTimeout),
-        };
+        let (res, slice) =
+            match monoio::time::timeout(idle, src.read(owned.slice_mut(0..want))).await {
+                Ok(r) => r,
+                Err(_) => return Err(CopyError::ReadTimeout),
+            };
         *scratch = slice.into_inner();
         let got = res.map_err(CopyError::Read)?;
         if got == 0 {
@@ -138,7 +146,11 @@ fn check_limit(kind: &BodyKind, total: u64, limit: u64) -> Result<(), CopyError>
         BodyKind::Chunked(s) => s.payload,
         _ => total,
     };
-    if limit > 0 && payload > limit { Err(CopyError::TooLarge) } else { Ok(()) }
+    if limit > 0 && payload > limit {
+        Err(CopyError::TooLarge)
+    } else {
+        Ok(())
+    }
 }
 
 /// How many bytes of `buf` belong to the body, and whether the body is complete after them.
@@ -159,7 +171,11 @@ fn take(kind: &mut BodyKind, buf: &[u8]) -> Result<(usize, bool), CopyError> {
 
 /// Appends body bytes already in `pending` to `out` when they complete the body, so small
 /// requests go upstream in one write. Returns true when the whole body was taken.
-pub fn take_whole_body(kind: &mut BodyKind, pending: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<bool, CopyError> {
+pub fn take_whole_body(
+    kind: &mut BodyKind,
+    pending: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<bool, CopyError> {
     match kind {
         BodyKind::Length(0) => Ok(true),
         BodyKind::Length(left) if (pending.len() as u64) >= *left => {

@@ -21,7 +21,13 @@ use crate::worker::WorkerCtx;
 use self::detect::Detected;
 
 /// Serves one accepted connection to its end.
-pub async fn serve(ctx: Rc<WorkerCtx>, snap: Arc<Snapshot>, listener: Arc<Listener>, mut stream: TcpStream, peer: SocketAddr) {
+pub async fn serve(
+    ctx: Rc<WorkerCtx>,
+    snap: Arc<Snapshot>,
+    listener: Arc<Listener>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) {
     match (&listener.kind, listener.protocol) {
         (ListenerKind::Tcp { cluster }, _) => {
             let cluster = cluster.clone();
@@ -45,7 +51,9 @@ pub async fn serve(ctx: Rc<WorkerCtx>, snap: Arc<Snapshot>, listener: Arc<Listen
                             &[0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xd][..],
                         ]
                         .concat();
-                        let _ = monoio::time::timeout(Duration::from_secs(1), stream.write_all(frames)).await;
+                        let _ =
+                            monoio::time::timeout(Duration::from_secs(1), stream.write_all(frames))
+                                .await;
                     }
                 }
             }

@@ -39,7 +39,9 @@ pub async fn serve(
     let mut upstream = None;
     // A connect failure is always safe to retry on another endpoint.
     for _ in 0..cluster.endpoints.len().clamp(1, 3) {
-        let Some(addr) = ctx.balancer.pick(&cluster, Instant::now()) else { break };
+        let Some(addr) = ctx.balancer.pick(&cluster, Instant::now()) else {
+            break;
+        };
         match connect(addr, cluster.connect_timeout).await {
             Ok(s) => {
                 ctx.balancer.report_success(addr);
@@ -89,20 +91,34 @@ pub async fn serve(
 
 /// Forwards bytes both ways until both directions have ended; `a_pending`/`b_pending` are bytes
 /// already read from `a`/`b` that must reach the other side first. Returns (a->b, b->a) byte counts.
-pub async fn tunnel(a: TcpStream, b: TcpStream, a_pending: Vec<u8>, b_pending: Vec<u8>, idle: Duration) -> (u64, u64) {
+pub async fn tunnel(
+    a: TcpStream,
+    b: TcpStream,
+    a_pending: Vec<u8>,
+    b_pending: Vec<u8>,
+    idle: Duration,
+) -> (u64, u64) {
     let fds = [a.as_raw_fd(), b.as_raw_fd()];
     let last = Rc::new(Cell::new(Instant::now()));
     let done = Signal::new();
     let (ar, aw) = a.into_split();
     let (br, bw) = b.into_split();
     let watchdog = monoio::spawn(watchdog(last.clone(), idle, done.clone(), fds));
-    let (x, y) = monoio::join!(pump(ar, bw, a_pending, last.clone()), pump(br, aw, b_pending, last));
+    let (x, y) = monoio::join!(
+        pump(ar, bw, a_pending, last.clone()),
+        pump(br, aw, b_pending, last)
+    );
     done.fire();
     let _ = watchdog.await;
     (x, y)
 }
 
-async fn pump<R: AsyncReadRent, W: AsyncWriteRent>(mut r: R, mut w: W, pending: Vec<u8>, last: Rc<Cell<Instant>>) -> u64 {
+async fn pump<R: AsyncReadRent, W: AsyncWriteRent>(
+    mut r: R,
+    mut w: W,
+    pending: Vec<u8>,
+    last: Rc<Cell<Instant>>,
+) -> u64 {
     let mut total = 0u64;
     if !pending.is_empty() {
         total += pending.len() as u64;

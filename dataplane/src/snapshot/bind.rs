@@ -14,7 +14,11 @@ pub fn bind_reuseport(addr: SocketAddr, n: usize) -> io::Result<Vec<TcpListener>
     let mut out: Vec<TcpListener> = Vec::with_capacity(n);
     let mut target = addr;
     for _ in 0..n.max(1) {
-        let socket = Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP))?;
+        let socket = Socket::new(
+            Domain::for_address(target),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
         socket.set_reuse_address(true)?;
         socket.set_reuse_port(true)?;
         socket.set_nonblocking(true)?;

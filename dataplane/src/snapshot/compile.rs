@@ -13,11 +13,12 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::config::{
-    ClusterSpec, ConfigSpec, HeaderMatchSpec, HeaderOpsSpec, LimitsSpec, ListenerProtocol, ListenerSpec, RouteSpec,
-    TimeoutsSpec, VirtualHostSpec,
+    ClusterSpec, ConfigSpec, HeaderMatchSpec, HeaderOpsSpec, LimitsSpec, ListenerProtocol,
+    ListenerSpec, RouteSpec, TimeoutsSpec, VirtualHostSpec,
 };
 use crate::route::{
-    Action, HeaderMatch, HeaderMatchKind, HeaderOps, PathMatch, Redirect, Route, RouteMatch, RouteTable, VirtualHost,
+    Action, HeaderMatch, HeaderMatchKind, HeaderOps, PathMatch, Redirect, Route, RouteMatch,
+    RouteTable, VirtualHost,
 };
 use crate::upstream::{Cluster, Endpoint};
 
@@ -41,7 +42,10 @@ struct Errors(Vec<FieldError>);
 
 impl Errors {
     fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { path: path.into(), message: message.into() });
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
     }
 }
 
@@ -66,10 +70,13 @@ pub fn compile(spec: &ConfigSpec, prev: Option<&Snapshot>) -> Result<Snapshot, V
     let mut clusters: HashMap<String, Arc<Cluster>> = HashMap::new();
     for (i, c) in spec.clusters.iter().enumerate() {
         let path = format!("clusters[{i}]");
-        if let Some(cluster) = compile_cluster(&path, c, prev, &mut errs) {
-            if clusters.insert(c.name.clone(), cluster).is_some() {
-                errs.push(format!("{path}.name"), format!("duplicate cluster name {:?}", c.name));
-            }
+        if let Some(cluster) = compile_cluster(&path, c, prev, &mut errs)
+            && clusters.insert(c.name.clone(), cluster).is_some()
+        {
+            errs.push(
+                format!("{path}.name"),
+                format!("duplicate cluster name {:?}", c.name),
+            );
         }
     }
 
@@ -80,7 +87,10 @@ pub fn compile(spec: &ConfigSpec, prev: Option<&Snapshot>) -> Result<Snapshot, V
         if !valid_name(name) {
             errs.push(&path, "table names use letters, digits, '-', '_' and '.'");
         }
-        tables.insert(name.clone(), Arc::new(compile_table(&path, name, vhosts, &clusters, &mut errs)));
+        tables.insert(
+            name.clone(),
+            Arc::new(compile_table(&path, name, vhosts, &clusters, &mut errs)),
+        );
     }
 
     // Listeners.
@@ -88,12 +98,23 @@ pub fn compile(spec: &ConfigSpec, prev: Option<&Snapshot>) -> Result<Snapshot, V
     let mut addresses: HashSet<SocketAddr> = HashSet::new();
     for (i, l) in spec.listeners.iter().enumerate() {
         let path = format!("listeners[{i}]");
-        let Some(listener) = compile_listener(&path, l, spec, &clusters, &tables, &mut errs) else { continue };
+        let Some(listener) = compile_listener(&path, l, spec, &clusters, &tables, &mut errs) else {
+            continue;
+        };
         if listener.address.port() != 0 && !addresses.insert(listener.address) {
-            errs.push(format!("{path}.address"), format!("{} is used by another listener", listener.address));
+            errs.push(
+                format!("{path}.address"),
+                format!("{} is used by another listener", listener.address),
+            );
         }
-        if listeners.insert(listener.name.clone(), Arc::new(listener)).is_some() {
-            errs.push(format!("{path}.name"), format!("duplicate listener name {:?}", l.name));
+        if listeners
+            .insert(listener.name.clone(), Arc::new(listener))
+            .is_some()
+        {
+            errs.push(
+                format!("{path}.name"),
+                format!("duplicate listener name {:?}", l.name),
+            );
         }
     }
 
@@ -114,26 +135,41 @@ pub fn compile(spec: &ConfigSpec, prev: Option<&Snapshot>) -> Result<Snapshot, V
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn check_limits(path: &str, l: &LimitsSpec, errs: &mut Errors) {
     if !(1024..=1 << 20).contains(&l.max_request_head_bytes) {
-        errs.push(format!("{path}.max_request_head_bytes"), "must be between 1024 and 1048576");
+        errs.push(
+            format!("{path}.max_request_head_bytes"),
+            "must be between 1024 and 1048576",
+        );
     }
     if !(1024..=1 << 20).contains(&l.max_response_head_bytes) {
-        errs.push(format!("{path}.max_response_head_bytes"), "must be between 1024 and 1048576");
+        errs.push(
+            format!("{path}.max_response_head_bytes"),
+            "must be between 1024 and 1048576",
+        );
     }
     if !(8..=1024).contains(&l.max_headers) {
         errs.push(format!("{path}.max_headers"), "must be between 8 and 1024");
     }
     if l.max_connections_per_worker == 0 {
-        errs.push(format!("{path}.max_connections_per_worker"), "must be at least 1");
+        errs.push(
+            format!("{path}.max_connections_per_worker"),
+            "must be at least 1",
+        );
     }
 }
 
 fn check_timeouts(path: &str, t: &TimeoutsSpec, errs: &mut Errors) {
-    for (name, d) in [("header_read", t.header_read), ("keepalive_idle", t.keepalive_idle), ("idle", t.idle)] {
+    for (name, d) in [
+        ("header_read", t.header_read),
+        ("keepalive_idle", t.keepalive_idle),
+        ("idle", t.idle),
+    ] {
         if d.get().is_zero() {
             errs.push(format!("{path}.{name}"), "must be greater than 0");
         }
@@ -149,27 +185,37 @@ fn compile_listener(
     errs: &mut Errors,
 ) -> Option<Listener> {
     if !valid_name(&l.name) {
-        errs.push(format!("{path}.name"), "use 1-128 letters, digits, '-', '_' or '.'");
+        errs.push(
+            format!("{path}.name"),
+            "use 1-128 letters, digits, '-', '_' or '.'",
+        );
     }
     let address = match l.address.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
-            errs.push(format!("{path}.address"), format!("{:?} is not an ip:port address", l.address));
+            errs.push(
+                format!("{path}.address"),
+                format!("{:?} is not an ip:port address", l.address),
+            );
             None
         }
     };
-    let limits = l.limits.unwrap_or(spec.limits);
-    if let Some(lim) = &l.limits {
-        check_limits(&format!("{path}.limits"), lim, errs);
+    // Listener overrides replace only the fields they set.
+    let limits = l.limits.map_or(spec.limits, |o| o.over(spec.limits));
+    if l.limits.is_some() {
+        check_limits(&format!("{path}.limits"), &limits, errs);
     }
-    let t = l.timeouts.unwrap_or(spec.timeouts);
-    if let Some(to) = &l.timeouts {
-        check_timeouts(&format!("{path}.timeouts"), to, errs);
+    let t = l.timeouts.map_or(spec.timeouts, |o| o.over(spec.timeouts));
+    if l.timeouts.is_some() {
+        check_timeouts(&format!("{path}.timeouts"), &t, errs);
     }
     let kind = match l.protocol {
         ListenerProtocol::Tcp => {
             if l.routes.is_some() {
-                errs.push(format!("{path}.routes"), "a tcp listener forwards to `cluster`, not routes");
+                errs.push(
+                    format!("{path}.routes"),
+                    "a tcp listener forwards to `cluster`, not routes",
+                );
             }
             match &l.cluster {
                 None => {
@@ -187,17 +233,26 @@ fn compile_listener(
         }
         ListenerProtocol::Http1 | ListenerProtocol::Auto => {
             if l.cluster.is_some() {
-                errs.push(format!("{path}.cluster"), "an http listener uses `routes`; only tcp listeners take a cluster");
+                errs.push(
+                    format!("{path}.cluster"),
+                    "an http listener uses `routes`; only tcp listeners take a cluster",
+                );
             }
             match &l.routes {
                 None => {
-                    errs.push(format!("{path}.routes"), "an http listener needs a route table");
+                    errs.push(
+                        format!("{path}.routes"),
+                        "an http listener needs a route table",
+                    );
                     None
                 }
                 Some(r) => match tables.get(r) {
                     Some(t) => Some(ListenerKind::Http { routes: t.clone() }),
                     None => {
-                        errs.push(format!("{path}.routes"), format!("unknown route table {r:?}"));
+                        errs.push(
+                            format!("{path}.routes"),
+                            format!("unknown route table {r:?}"),
+                        );
                         None
                     }
                 },
@@ -219,16 +274,27 @@ fn compile_listener(
     })
 }
 
-fn compile_cluster(path: &str, c: &ClusterSpec, prev: Option<&Snapshot>, errs: &mut Errors) -> Option<Arc<Cluster>> {
+fn compile_cluster(
+    path: &str,
+    c: &ClusterSpec,
+    prev: Option<&Snapshot>,
+    errs: &mut Errors,
+) -> Option<Arc<Cluster>> {
     let before = errs.0.len();
     if !valid_name(&c.name) {
-        errs.push(format!("{path}.name"), "use 1-128 letters, digits, '-', '_' or '.'");
+        errs.push(
+            format!("{path}.name"),
+            "use 1-128 letters, digits, '-', '_' or '.'",
+        );
     }
     if c.connect_timeout.get().is_zero() {
         errs.push(format!("{path}.connect_timeout"), "must be greater than 0");
     }
     if c.outlier.consecutive_failures > 0 && c.outlier.ejection_time.get().is_zero() {
-        errs.push(format!("{path}.outlier.ejection_time"), "must be greater than 0");
+        errs.push(
+            format!("{path}.outlier.ejection_time"),
+            "must be greater than 0",
+        );
     }
     let mut endpoints = Vec::with_capacity(c.endpoints.len());
     for (j, ep) in c.endpoints.iter().enumerate() {
@@ -237,7 +303,10 @@ fn compile_cluster(path: &str, c: &ClusterSpec, prev: Option<&Snapshot>, errs: &
             errs.push(format!("{epath}.weight"), "must be at least 1");
         }
         match resolve(ep.address()) {
-            Ok(addr) => endpoints.push(Endpoint { addr, weight: ep.weight() }),
+            Ok(addr) => endpoints.push(Endpoint {
+                addr,
+                weight: ep.weight(),
+            }),
             Err(msg) => errs.push(epath, msg),
         }
     }
@@ -265,10 +334,16 @@ fn compile_cluster(path: &str, c: &ClusterSpec, prev: Option<&Snapshot>, errs: &
 /// `ip:port`, or `host:port` resolved now (the first address).
 fn resolve(addr: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = addr.parse::<SocketAddr>() {
-        return if a.port() == 0 { Err(format!("{addr:?}: port 0 is not a valid endpoint")) } else { Ok(a) };
+        return if a.port() == 0 {
+            Err(format!("{addr:?}: port 0 is not a valid endpoint"))
+        } else {
+            Ok(a)
+        };
     }
     match addr.to_socket_addrs() {
-        Ok(mut it) => it.next().ok_or_else(|| format!("{addr:?} resolved to no address")),
+        Ok(mut it) => it
+            .next()
+            .ok_or_else(|| format!("{addr:?} resolved to no address")),
         Err(e) => Err(format!("{addr:?} is not a valid host:port ({e})")),
     }
 }
@@ -291,20 +366,29 @@ fn compile_table(
     for (i, vh) in vhosts.iter().enumerate() {
         let vpath = format!("{path}[{i}]");
         if vh.domains.is_empty() {
-            errs.push(format!("{vpath}.domains"), "needs at least one domain (use \"*\" for any)");
+            errs.push(
+                format!("{vpath}.domains"),
+                "needs at least one domain (use \"*\" for any)",
+            );
         }
         for (k, d) in vh.domains.iter().enumerate() {
             let dpath = format!("{vpath}.domains[{k}]");
             let d = d.to_ascii_lowercase();
             if let Some(prev) = seen.insert(d.clone(), i) {
-                errs.push(&dpath, format!("domain {d:?} is already served by {path}[{prev}]"));
+                errs.push(
+                    &dpath,
+                    format!("domain {d:?} is already served by {path}[{prev}]"),
+                );
                 continue;
             }
             if d == "*" {
                 table.wildcard = Some(i);
             } else if let Some(suffix) = d.strip_prefix('*') {
                 if !suffix.starts_with('.') || !valid_host(&suffix[1..]) {
-                    errs.push(&dpath, format!("{d:?}: a wildcard domain is \"*\" or \"*.suffix\""));
+                    errs.push(
+                        &dpath,
+                        format!("{d:?}: a wildcard domain is \"*\" or \"*.suffix\""),
+                    );
                 }
                 table.suffixes.push((suffix.to_string(), i));
             } else if valid_host(&d) {
@@ -317,11 +401,21 @@ fn compile_table(
             .routes
             .iter()
             .enumerate()
-            .filter_map(|(j, r)| compile_route(&format!("{vpath}.routes[{j}]"), name, i, j, r, clusters, errs))
+            .filter_map(|(j, r)| {
+                compile_route(
+                    &format!("{vpath}.routes[{j}]"),
+                    name,
+                    i,
+                    j,
+                    r,
+                    clusters,
+                    errs,
+                )
+            })
             .collect();
         table.vhosts.push(VirtualHost { routes });
     }
-    table.suffixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    table.suffixes.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
     table
 }
 
@@ -329,12 +423,17 @@ fn valid_host(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253
         && h.split('.').all(|label| {
-            !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 
 fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn anchored(path: &str, re: &str, errs: &mut Errors) -> Option<Regex> {
@@ -358,9 +457,15 @@ fn compile_route(
 ) -> Option<Route> {
     let before = errs.0.len();
     let m = &r.matcher;
-    let set = [m.path.is_some(), m.prefix.is_some(), m.regex.is_some()].iter().filter(|b| **b).count();
+    let set = [m.path.is_some(), m.prefix.is_some(), m.regex.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
     if set > 1 {
-        errs.push(format!("{path}.match"), "use only one of path, prefix and regex");
+        errs.push(
+            format!("{path}.match"),
+            "use only one of path, prefix and regex",
+        );
     }
     let path_match = if let Some(p) = &m.path {
         if !p.starts_with('/') {
@@ -380,7 +485,10 @@ fn compile_route(
     let mut methods = Vec::new();
     for (k, meth) in m.methods.iter().enumerate() {
         if !is_token(meth) {
-            errs.push(format!("{path}.match.methods[{k}]"), format!("{meth:?} is not a method name"));
+            errs.push(
+                format!("{path}.match.methods[{k}]"),
+                format!("{meth:?} is not a method name"),
+            );
         }
         methods.push(meth.to_ascii_uppercase());
     }
@@ -393,10 +501,14 @@ fn compile_route(
         let kind = match hm {
             HeaderMatchSpec::Exact(v) => Some(HeaderMatchKind::Exact(v.as_bytes().to_vec())),
             HeaderMatchSpec::Rule(rule) => {
-                let n = [rule.exact.is_some(), rule.present.is_some(), rule.regex.is_some()]
-                    .iter()
-                    .filter(|b| **b)
-                    .count();
+                let n = [
+                    rule.exact.is_some(),
+                    rule.present.is_some(),
+                    rule.regex.is_some(),
+                ]
+                .iter()
+                .filter(|b| **b)
+                .count();
                 if n != 1 {
                     errs.push(&hpath, "set exactly one of exact, present and regex");
                     None
@@ -405,21 +517,35 @@ fn compile_route(
                 } else if let Some(p) = rule.present {
                     Some(HeaderMatchKind::Present(p))
                 } else {
-                    rule.regex.as_deref().and_then(|re| anchored(&format!("{hpath}.regex"), re, errs)).map(HeaderMatchKind::Regex)
+                    rule.regex
+                        .as_deref()
+                        .and_then(|re| anchored(&format!("{hpath}.regex"), re, errs))
+                        .map(HeaderMatchKind::Regex)
                 }
             }
         };
         if let Some(kind) = kind {
-            headers.push(HeaderMatch { name: name.to_ascii_lowercase(), kind });
+            headers.push(HeaderMatch {
+                name: name.to_ascii_lowercase(),
+                kind,
+            });
         }
     }
 
-    let actions = [r.cluster.is_some(), r.weighted.is_some(), r.direct_response.is_some(), r.redirect.is_some()]
-        .iter()
-        .filter(|b| **b)
-        .count();
+    let actions = [
+        r.cluster.is_some(),
+        r.weighted.is_some(),
+        r.direct_response.is_some(),
+        r.redirect.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
     if actions != 1 {
-        errs.push(path, "set exactly one action: cluster, weighted, direct_response or redirect");
+        errs.push(
+            path,
+            "set exactly one action: cluster, weighted, direct_response or redirect",
+        );
     }
     let lookup = |p: String, name: &str, errs: &mut Errors| match clusters.get(name) {
         Some(c) => Some(c.clone()),
@@ -440,21 +566,42 @@ fn compile_route(
             if let Some(c) = lookup(format!("{path}.weighted[{k}].cluster"), &w.cluster, errs) {
                 list.push((c, w.weight));
             }
-            total = total.saturating_add(w.weight);
+            match total.checked_add(w.weight) {
+                Some(t) => total = t,
+                None => errs.push(
+                    format!("{path}.weighted[{k}].weight"),
+                    "weights must add up to at most 4294967295",
+                ),
+            }
         }
         if total == 0 && !ws.is_empty() {
-            errs.push(format!("{path}.weighted"), "weights must add up to more than 0");
+            errs.push(
+                format!("{path}.weighted"),
+                "weights must add up to more than 0",
+            );
         }
-        Some(Action::Weighted { clusters: list, total })
+        Some(Action::Weighted {
+            clusters: list,
+            total,
+        })
     } else if let Some(d) = &r.direct_response {
         if !(200..=599).contains(&d.status) {
-            errs.push(format!("{path}.direct_response.status"), "must be between 200 and 599");
+            errs.push(
+                format!("{path}.direct_response.status"),
+                "must be between 200 and 599",
+            );
         }
-        Some(Action::Direct { status: d.status, body: Arc::from(d.body.as_bytes()) })
+        Some(Action::Direct {
+            status: d.status,
+            body: Arc::from(d.body.as_bytes()),
+        })
     } else if let Some(rd) = &r.redirect {
         let status = rd.status.unwrap_or(302);
         if ![301, 302, 303, 307, 308].contains(&status) {
-            errs.push(format!("{path}.redirect.status"), "must be 301, 302, 303, 307 or 308");
+            errs.push(
+                format!("{path}.redirect.status"),
+                "must be 301, 302, 303, 307 or 308",
+            );
         }
         if let Some(s) = &rd.scheme
             && s != "http"
@@ -465,12 +612,18 @@ fn compile_route(
         if let Some(h) = &rd.host
             && !valid_host(strip_port_str(h))
         {
-            errs.push(format!("{path}.redirect.host"), format!("{h:?} is not a valid host"));
+            errs.push(
+                format!("{path}.redirect.host"),
+                format!("{h:?} is not a valid host"),
+            );
         }
         if let Some(p) = &rd.path
-            && !p.starts_with('/')
+            && !valid_path(p)
         {
-            errs.push(format!("{path}.redirect.path"), "must start with '/'");
+            errs.push(
+                format!("{path}.redirect.path"),
+                "must start with '/' and contain no spaces or control characters",
+            );
         }
         Some(Action::Redirect(Redirect {
             scheme: rd.scheme.clone(),
@@ -483,26 +636,48 @@ fn compile_route(
     };
     if let Some(rw) = &r.prefix_rewrite {
         if m.prefix.is_none() {
-            errs.push(format!("{path}.prefix_rewrite"), "needs match.prefix (the part it replaces)");
+            errs.push(
+                format!("{path}.prefix_rewrite"),
+                "needs match.prefix (the part it replaces)",
+            );
         }
-        if !rw.starts_with('/') {
-            errs.push(format!("{path}.prefix_rewrite"), "must start with '/'");
+        if !valid_path(rw) {
+            errs.push(
+                format!("{path}.prefix_rewrite"),
+                "must start with '/' and contain no spaces or control characters",
+            );
         }
     }
     let request_headers = header_ops(&format!("{path}.request_headers"), &r.request_headers, errs);
-    let response_headers = header_ops(&format!("{path}.response_headers"), &r.response_headers, errs);
+    let response_headers = header_ops(
+        &format!("{path}.response_headers"),
+        &r.response_headers,
+        errs,
+    );
     if errs.0.len() > before {
         return None;
     }
     Some(Route {
         id: Arc::from(format!("{table}[{vh}].routes[{idx}]")),
-        matcher: RouteMatch { path: path_match, methods, headers },
+        matcher: RouteMatch {
+            path: path_match,
+            methods,
+            headers,
+        },
         action: action?,
         prefix_rewrite: r.prefix_rewrite.clone(),
-        timeout: r.timeout.map(|t| t.get()).filter(|t: &Duration| !t.is_zero()),
+        timeout: r
+            .timeout
+            .map(|t| t.get())
+            .filter(|t: &Duration| !t.is_zero()),
         request_headers,
         response_headers,
     })
+}
+
+/// A path written into a request line or a Location header: no spaces, no control characters.
+fn valid_path(p: &str) -> bool {
+    p.starts_with('/') && !p.bytes().any(|b| b <= b' ' || b == 0x7f)
 }
 
 fn strip_port_str(h: &str) -> &str {
@@ -516,7 +691,10 @@ fn header_ops(path: &str, ops: &HeaderOpsSpec, errs: &mut Errors) -> HeaderOps {
             errs.push(format!("{path}.add.{name}"), "not a valid header name");
         }
         if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            errs.push(format!("{path}.add.{name}"), "value must not contain CR, LF or NUL");
+            errs.push(
+                format!("{path}.add.{name}"),
+                "value must not contain CR, LF or NUL",
+            );
         }
         out.add.push((name.to_ascii_lowercase(), value.clone()));
     }

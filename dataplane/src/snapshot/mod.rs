@@ -74,7 +74,12 @@ pub struct Rejection {
 
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "config rejected ({} error{}):", self.errors.len(), if self.errors.len() == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "config rejected ({} error{}):",
+            self.errors.len(),
+            if self.errors.len() == 1 { "" } else { "s" }
+        )?;
         for e in &self.errors {
             write!(f, "\n  {e}")?;
         }
@@ -84,7 +89,12 @@ impl fmt::Display for Rejection {
 
 impl Rejection {
     fn one(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { errors: vec![FieldError { path: path.into(), message: message.into() }] }
+        Self {
+            errors: vec![FieldError {
+                path: path.into(),
+                message: message.into(),
+            }],
+        }
     }
 }
 
@@ -118,8 +128,13 @@ impl Default for ConfigStore {
 impl ConfigStore {
     /// An empty store (version 0, nothing listening).
     pub fn new() -> Self {
-        let empty = compile(&ConfigSpec::default(), None).unwrap_or_else(|_| unreachable!("empty config is valid"));
-        Self { current: ArcSwap::from_pointee(empty), version: AtomicU64::new(0), door: Mutex::default() }
+        let empty = compile(&ConfigSpec::default(), None)
+            .unwrap_or_else(|_| unreachable!("empty config is valid"));
+        Self {
+            current: ArcSwap::from_pointee(empty),
+            version: AtomicU64::new(0),
+            door: Mutex::default(),
+        }
     }
 
     /// The running snapshot (lock-free).
@@ -146,12 +161,19 @@ impl ConfigStore {
 
     /// The address a listener is bound to (useful with port 0).
     pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.door.lock().unwrap_or_else(|e| e.into_inner()).bound.get(name).map(|b| b.local)
+        self.door
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .bound
+            .get(name)
+            .map(|b| b.local)
     }
 
     /// Validates `spec` without applying it.
     pub fn check(spec: &ConfigSpec) -> Result<(), Rejection> {
-        compile(spec, None).map(|_| ()).map_err(|errors| Rejection { errors })
+        compile(spec, None)
+            .map(|_| ())
+            .map_err(|errors| Rejection { errors })
     }
 
     /// Validates, compiles, binds and installs `spec` on every worker, all or nothing.
@@ -164,20 +186,28 @@ impl ConfigStore {
             && old != new
             && !door.workers.is_empty()
         {
-            tracing::warn!(running = old, wanted = new, "changing `workers` takes effect at the next restart");
+            tracing::warn!(
+                running = old,
+                wanted = new,
+                "changing `workers` takes effect at the next restart"
+            );
         }
 
         snap.access_log = match (&spec.access_log, &prev.access_log) {
             (None, _) => None,
             (Some(want), Some(have)) if have.path() == want.path => Some(have.clone()),
             (Some(want), _) => Some(AccessLog::open(&want.path).map_err(|e| {
-                Rejection::one("access_log.path", format!("cannot open {:?}: {e}", want.path))
+                Rejection::one(
+                    "access_log.path",
+                    format!("cannot open {:?}: {e}", want.path),
+                )
             })?),
         };
 
         // Listener diff: keep sockets whose name and address are unchanged, bind the rest.
         let n = door.workers.len();
-        let mut adds: Vec<Vec<(u64, Arc<str>, std::net::TcpListener)>> = (0..n).map(|_| Vec::new()).collect();
+        let mut adds: Vec<Vec<(u64, Arc<str>, std::net::TcpListener)>> =
+            (0..n).map(|_| Vec::new()).collect();
         let mut new_bound: HashMap<Arc<str>, Bound> = HashMap::new();
         if n > 0 {
             for (i, l) in spec.listeners.iter().enumerate() {
@@ -186,11 +216,21 @@ impl ConfigStore {
                 if let Some(b) = door.bound.get(&name)
                     && b.address == listener.address
                 {
-                    new_bound.insert(name, Bound { id: b.id, address: b.address, local: b.local });
+                    new_bound.insert(
+                        name,
+                        Bound {
+                            id: b.id,
+                            address: b.address,
+                            local: b.local,
+                        },
+                    );
                     continue;
                 }
                 let sockets = bind_reuseport(listener.address, n).map_err(|e| {
-                    Rejection::one(format!("listeners[{i}].address"), format!("cannot listen on {}: {e}", listener.address))
+                    Rejection::one(
+                        format!("listeners[{i}].address"),
+                        format!("cannot listen on {}: {e}", listener.address),
+                    )
                 })?;
                 let local = sockets[0].local_addr().unwrap_or(listener.address);
                 door.next_id += 1;
@@ -198,7 +238,14 @@ impl ConfigStore {
                 for (w, s) in sockets.into_iter().enumerate() {
                     adds[w].push((id, name.clone(), s));
                 }
-                new_bound.insert(name, Bound { id, address: listener.address, local });
+                new_bound.insert(
+                    name,
+                    Bound {
+                        id,
+                        address: listener.address,
+                        local,
+                    },
+                );
             }
         }
         let removes: Vec<u64> = door
@@ -218,7 +265,11 @@ impl ConfigStore {
         let (ack_tx, ack_rx) = std::sync::mpsc::channel();
         let mut sent = 0;
         for (link, add) in door.workers.iter().zip(adds) {
-            let cmd = WorkerCmd::Listeners { add, remove: removes.clone(), ack: ack_tx.clone() };
+            let cmd = WorkerCmd::Listeners {
+                add,
+                remove: removes.clone(),
+                ack: ack_tx.clone(),
+            };
             if link.send(cmd) {
                 sent += 1;
             }
@@ -226,7 +277,10 @@ impl ConfigStore {
         drop(ack_tx);
         for _ in 0..sent {
             if ack_rx.recv_timeout(Duration::from_secs(10)).is_err() {
-                tracing::error!(version, "a worker did not acknowledge the new config in 10s");
+                tracing::error!(
+                    version,
+                    "a worker did not acknowledge the new config in 10s"
+                );
                 break;
             }
         }

@@ -101,7 +101,10 @@ impl Balancer {
             }
             LbPolicy::Random => {
                 let start = self.rng.borrow_mut().usize(..n);
-                (0..n).map(|k| (start + k) % n).find(|&i| healthy(i)).map(|i| eps[i].addr)
+                (0..n)
+                    .map(|k| (start + k) % n)
+                    .find(|&i| healthy(i))
+                    .map(|i| eps[i].addr)
             }
             LbPolicy::Weighted => {
                 if st.current.len() != n {
@@ -128,7 +131,12 @@ impl Balancer {
                     let mut rng = self.rng.borrow_mut();
                     [rng.usize(..n), rng.usize(..n)]
                 };
-                let load = |i: usize| self.in_flight.borrow().get(&eps[i].addr).map_or(0, |c| c.get());
+                let load = |i: usize| {
+                    self.in_flight
+                        .borrow()
+                        .get(&eps[i].addr)
+                        .map_or(0, |c| c.get())
+                };
                 let mut pick: Option<usize> = None;
                 for &i in &candidates {
                     if healthy(i) && pick.is_none_or(|p| load(i) < load(p)) {
@@ -136,7 +144,8 @@ impl Balancer {
                     }
                 }
                 // Both samples ejected: fall back to a scan so a healthy endpoint is still found.
-                pick.or_else(|| (0..n).find(|&i| healthy(i))).map(|i| eps[i].addr)
+                pick.or_else(|| (0..n).find(|&i| healthy(i)))
+                    .map(|i| eps[i].addr)
             }
         }
     }
@@ -195,11 +204,17 @@ mod tests {
             endpoints: weights
                 .iter()
                 .enumerate()
-                .map(|(i, &w)| Endpoint { addr: format!("127.0.0.1:{}", 9000 + i).parse().unwrap(), weight: w })
+                .map(|(i, &w)| Endpoint {
+                    addr: format!("127.0.0.1:{}", 9000 + i).parse().unwrap(),
+                    weight: w,
+                })
                 .collect(),
             connect_timeout: Duration::from_secs(1),
             pool: PoolSpec::default(),
-            outlier: OutlierSpec { consecutive_failures: 2, ejection_time: HumanDuration(Duration::from_secs(10)) },
+            outlier: OutlierSpec {
+                consecutive_failures: 2,
+                ejection_time: HumanDuration(Duration::from_secs(10)),
+            },
             spec: ClusterSpec {
                 name: "c".into(),
                 protocol: Default::default(),
@@ -243,7 +258,9 @@ mod tests {
         let busy = c.endpoints[0].addr;
         let _g: Vec<InFlight> = (0..10).map(|_| b.start_request(busy)).collect();
         // With two endpoints, P2C picks endpoint 1 unless both samples hit endpoint 0.
-        let ones = (0..1000).filter(|_| port(b.pick(&c, now).unwrap()) == 1).count();
+        let ones = (0..1000)
+            .filter(|_| port(b.pick(&c, now).unwrap()) == 1)
+            .count();
         assert!(ones > 650, "idle endpoint chosen {ones}/1000");
     }
 
@@ -258,7 +275,10 @@ mod tests {
             b.report_failure(&c, ep.addr, now);
         }
         assert_eq!(b.pick(&c, now), None, "all ejected");
-        assert!(b.pick(&c, now + Duration::from_secs(11)).is_some(), "ejection expires");
+        assert!(
+            b.pick(&c, now + Duration::from_secs(11)).is_some(),
+            "ejection expires"
+        );
         let empty = cluster(LbPolicy::Random, &[]);
         assert_eq!(b.pick(&empty, now), None);
     }

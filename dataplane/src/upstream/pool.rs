@@ -47,7 +47,11 @@ impl Pool {
         if list.len() >= max {
             list.remove(0);
         }
-        list.push(Idle { stream, since: Instant::now(), max_idle });
+        list.push(Idle {
+            stream,
+            since: Instant::now(),
+            max_idle,
+        });
     }
 
     /// Closes connections idle past their timeout. Returns how many remain.

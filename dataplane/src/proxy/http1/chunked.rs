@@ -9,11 +9,15 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reading hex digits of a chunk size.
-    Size { digits: u8 },
+    Size {
+        digits: u8,
+    },
     /// Chunk extension or whitespace after the size, up to CRLF.
     Ext,
     SizeLf,
-    Data { left: u64 },
+    Data {
+        left: u64,
+    },
     DataCr,
     DataLf,
     /// At the start of a trailer line (or the final empty line).
@@ -55,7 +59,13 @@ pub struct ChunkedScanner {
 
 impl ChunkedScanner {
     pub fn new(max_trailer_bytes: usize) -> Self {
-        Self { state: State::Size { digits: 0 }, size: 0, payload: 0, trailer_bytes: 0, max_trailer_bytes }
+        Self {
+            state: State::Size { digits: 0 },
+            size: 0,
+            payload: 0,
+            trailer_bytes: 0,
+            max_trailer_bytes,
+        }
     }
 
     pub fn is_done(&self) -> bool {
@@ -92,7 +102,11 @@ impl ChunkedScanner {
                     if b != b'\n' {
                         return Err(ChunkedError::BadLineEnd);
                     }
-                    self.state = if self.size == 0 { State::TrailerStart } else { State::Data { left: self.size } };
+                    self.state = if self.size == 0 {
+                        State::TrailerStart
+                    } else {
+                        State::Data { left: self.size }
+                    };
                     self.size = 0;
                 }
                 State::Data { left } => {
@@ -100,7 +114,11 @@ impl ChunkedScanner {
                     self.payload += n as u64;
                     i += n;
                     let left = left - n as u64;
-                    self.state = if left == 0 { State::DataCr } else { State::Data { left } };
+                    self.state = if left == 0 {
+                        State::DataCr
+                    } else {
+                        State::Data { left }
+                    };
                     continue;
                 }
                 State::DataCr => {
@@ -181,7 +199,10 @@ mod tests {
             (b"5\r\nhello\r\n0\r\n\r\n", Ok((15, 5, true))),
             (b"5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1", Ok((15, 5, true))),
             (b"A;ext=1\r\n0123456789\r\n0\r\n\r\n", Ok((26, 10, true))),
-            (b"3\r\nabc\r\n0\r\nx-trailer: v\r\nx-b: 2\r\n\r\n", Ok((35, 3, true))),
+            (
+                b"3\r\nabc\r\n0\r\nx-trailer: v\r\nx-b: 2\r\n\r\n",
+                Ok((35, 3, true)),
+            ),
             (b"ff\r\n", Ok((4, 0, false))),
             (b"g\r\n", Err(ChunkedError::BadSize)),
             (b"\r\n", Err(ChunkedError::BadSize)),
@@ -191,7 +212,12 @@ mod tests {
         ];
         for (input, want) in cases {
             for split in [1, 2, 3, 7, 1000] {
-                assert_eq!(&scan_all(input, split), want, "input {:?} split {split}", String::from_utf8_lossy(input));
+                assert_eq!(
+                    &scan_all(input, split),
+                    want,
+                    "input {:?} split {split}",
+                    String::from_utf8_lossy(input)
+                );
             }
         }
     }
@@ -199,6 +225,9 @@ mod tests {
     #[test]
     fn trailer_limit() {
         let mut s = ChunkedScanner::new(8);
-        assert_eq!(s.scan(b"0\r\nx-long-trailer: 1\r\n\r\n"), Err(ChunkedError::TrailersTooLarge));
+        assert_eq!(
+            s.scan(b"0\r\nx-long-trailer: 1\r\n\r\n"),
+            Err(ChunkedError::TrailersTooLarge)
+        );
     }
 }

@@ -20,6 +20,13 @@ pub enum Framing {
     Close,
 }
 
+impl Framing {
+    /// Whether body bytes follow the head.
+    pub fn has_body(self) -> bool {
+        !matches!(self, Framing::None | Framing::Length(0))
+    }
+}
+
 /// Facts about a head that outlive the parse.
 #[derive(Debug, Clone, Copy)]
 pub struct HeadInfo {
@@ -36,14 +43,27 @@ fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 pub fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
-    let end = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = v
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &v[start..end]
 }
 
 /// Whether `name` is hop-by-hop for this message (fixed list, or named in a Connection field).
 pub fn hop_by_hop(name: &str, headers: &[httparse::Header<'_>]) -> bool {
-    const FIXED: [&str; 6] = ["connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade"];
+    const FIXED: [&str; 6] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "transfer-encoding",
+        "upgrade",
+    ];
     if FIXED.iter().any(|f| name.eq_ignore_ascii_case(f)) {
         return true;
     }
@@ -78,7 +98,9 @@ pub fn request_info(version: u8, headers: &[httparse::Header<'_>]) -> Result<Hea
         } else if n.eq_ignore_ascii_case("transfer-encoding") {
             te_seen = true;
             // chunked must be the final coding; anything else cannot be framed (RFC 9112 §6.3).
-            chunked = tokens(h.value).last().is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+            chunked = tokens(h.value)
+                .last()
+                .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
         } else if n.eq_ignore_ascii_case("connection") {
             for t in tokens(h.value) {
                 close |= t.eq_ignore_ascii_case(b"close");
@@ -96,14 +118,29 @@ pub fn request_info(version: u8, headers: &[httparse::Header<'_>]) -> Result<Hea
         }
     }
     let framing = match (te_seen, length) {
-        (true, Some(_)) => return Err(ProxyError::BadRequest("both transfer-encoding and content-length")),
-        (true, None) if !chunked => return Err(ProxyError::BadRequest("unsupported transfer-encoding")),
+        (true, Some(_)) => {
+            return Err(ProxyError::BadRequest(
+                "both transfer-encoding and content-length",
+            ));
+        }
+        (true, None) if !chunked => {
+            return Err(ProxyError::BadRequest("unsupported transfer-encoding"));
+        }
         (true, None) => Framing::Chunked,
-        (false, Some(0)) | (false, None) => Framing::None,
+        (false, None) => Framing::None,
         (false, Some(n)) => Framing::Length(n),
     };
-    let keep_alive = if version == 0 { keep_alive_token && !close } else { !close };
-    Ok(HeadInfo { framing, keep_alive, expect_continue, upgrade: upgrade_header && upgrade_token })
+    let keep_alive = if version == 0 {
+        keep_alive_token && !close
+    } else {
+        !close
+    };
+    Ok(HeadInfo {
+        framing,
+        keep_alive,
+        expect_continue,
+        upgrade: upgrade_header && upgrade_token,
+    })
 }
 
 /// Framing and persistence of a response head, given the request it answers (RFC 9112 §6.3).
@@ -126,12 +163,16 @@ pub fn response_info(
                 .and_then(|s| s.parse::<u64>().ok())
                 .ok_or(ProxyError::UpstreamProtocol("invalid content-length"))?;
             if length.is_some_and(|l| l != v) {
-                return Err(ProxyError::UpstreamProtocol("conflicting content-length values"));
+                return Err(ProxyError::UpstreamProtocol(
+                    "conflicting content-length values",
+                ));
             }
             length = Some(v);
         } else if n.eq_ignore_ascii_case("transfer-encoding") {
             te_seen = true;
-            chunked = tokens(h.value).last().is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+            chunked = tokens(h.value)
+                .last()
+                .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
         } else if n.eq_ignore_ascii_case("connection") {
             for t in tokens(h.value) {
                 close |= t.eq_ignore_ascii_case(b"close");
@@ -143,16 +184,29 @@ pub fn response_info(
     let framing = if no_body {
         Framing::None
     } else if te_seen {
-        if chunked { Framing::Chunked } else { Framing::Close }
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        }
     } else {
         match length {
-            Some(0) => Framing::None,
             Some(n) => Framing::Length(n),
             None => Framing::Close,
         }
     };
-    let keep_alive = framing != Framing::Close && if version == 0 { keep_alive_token && !close } else { !close };
-    Ok(HeadInfo { framing, keep_alive, expect_continue: false, upgrade: status == 101 })
+    let keep_alive = framing != Framing::Close
+        && if version == 0 {
+            keep_alive_token && !close
+        } else {
+            !close
+        };
+    Ok(HeadInfo {
+        framing,
+        keep_alive,
+        expect_continue: false,
+        upgrade: status == 101,
+    })
 }
 
 /// Writes `name: value\r\n`.
@@ -166,9 +220,17 @@ pub fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 /// Copies the end-to-end fields of `headers` (dropping hop-by-hop ones, those `ops` removes and
 /// those `skip` names), then appends `ops.add`.
-pub fn copy_headers(out: &mut Vec<u8>, headers: &[httparse::Header<'_>], ops: &HeaderOps, skip: &[&str]) {
+pub fn copy_headers(
+    out: &mut Vec<u8>,
+    headers: &[httparse::Header<'_>],
+    ops: &HeaderOps,
+    skip: &[&str],
+) {
     for h in headers {
-        if hop_by_hop(h.name, headers) || ops.removes(h.name) || skip.iter().any(|s| h.name.eq_ignore_ascii_case(s)) {
+        if hop_by_hop(h.name, headers)
+            || ops.removes(h.name)
+            || skip.iter().any(|s| h.name.eq_ignore_ascii_case(s))
+        {
             continue;
         }
         put_header(out, h.name.as_bytes(), h.value);
@@ -180,7 +242,11 @@ pub fn copy_headers(out: &mut Vec<u8>, headers: &[httparse::Header<'_>], ops: &H
 
 /// Writes a status line.
 pub fn status_line(out: &mut Vec<u8>, status: u16) {
-    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", crate::error::reason(status));
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {}\r\n",
+        crate::error::reason(status)
+    );
 }
 
 /// Writes `framing` as header fields for a forwarded message.
@@ -199,7 +265,13 @@ mod tests {
     use super::*;
 
     fn hs<'a>(pairs: &'a [(&'a str, &'a str)]) -> Vec<httparse::Header<'a>> {
-        pairs.iter().map(|(n, v)| httparse::Header { name: n, value: v.as_bytes() }).collect()
+        pairs
+            .iter()
+            .map(|(n, v)| httparse::Header {
+                name: n,
+                value: v.as_bytes(),
+            })
+            .collect()
     }
 
     #[test]
@@ -211,19 +283,38 @@ mod tests {
             (0, &[("connection", "keep-alive")], Ok((None, true))),
             (1, &[("connection", "close")], Ok((None, false))),
             (1, &[("content-length", "10")], Ok((Length(10), true))),
-            (1, &[("content-length", "10"), ("content-length", "10")], Ok((Length(10), true))),
-            (1, &[("content-length", "10"), ("content-length", "11")], Err(400)),
+            (1, &[("content-length", "0")], Ok((Length(0), true))),
+            (
+                1,
+                &[("content-length", "10"), ("content-length", "10")],
+                Ok((Length(10), true)),
+            ),
+            (
+                1,
+                &[("content-length", "10"), ("content-length", "11")],
+                Err(400),
+            ),
             (1, &[("content-length", "-1")], Err(400)),
             (1, &[("content-length", "1x")], Err(400)),
             (1, &[("transfer-encoding", "chunked")], Ok((Chunked, true))),
-            (1, &[("transfer-encoding", "gzip, chunked")], Ok((Chunked, true))),
+            (
+                1,
+                &[("transfer-encoding", "gzip, chunked")],
+                Ok((Chunked, true)),
+            ),
             (1, &[("transfer-encoding", "chunked, gzip")], Err(400)),
-            (1, &[("transfer-encoding", "chunked"), ("content-length", "5")], Err(400)),
+            (
+                1,
+                &[("transfer-encoding", "chunked"), ("content-length", "5")],
+                Err(400),
+            ),
             (1, &[("expect", "100-continue")], Ok((None, true))),
             (1, &[("expect", "something")], Err(400)),
         ];
         for (version, headers, want) in cases {
-            let got = request_info(*version, &hs(headers)).map(|i| (i.framing, i.keep_alive)).map_err(|e| e.status());
+            let got = request_info(*version, &hs(headers))
+                .map(|i| (i.framing, i.keep_alive))
+                .map_err(|e| e.status());
             assert_eq!(&got, want, "{headers:?}");
         }
     }
@@ -237,8 +328,20 @@ mod tests {
             (204, false, &[], (None, true)),
             (304, false, &[("content-length", "3")], (None, true)),
             (200, false, &[], (Close, false)),
-            (200, false, &[("transfer-encoding", "chunked")], (Chunked, true)),
-            (200, false, &[("content-length", "3"), ("connection", "close")], (Length(3), false)),
+            (200, false, &[("content-length", "0")], (Length(0), true)),
+            (404, true, &[("content-length", "0")], (None, true)),
+            (
+                200,
+                false,
+                &[("transfer-encoding", "chunked")],
+                (Chunked, true),
+            ),
+            (
+                200,
+                false,
+                &[("content-length", "3"), ("connection", "close")],
+                (Length(3), false),
+            ),
         ];
         for (status, head, headers, want) in cases {
             let i = response_info(*status, 1, *head, &hs(headers)).unwrap();
@@ -248,7 +351,11 @@ mod tests {
 
     #[test]
     fn hop_by_hop_includes_connection_named_fields() {
-        let h = hs(&[("connection", "close, x-secret"), ("x-secret", "1"), ("x-kept", "2")]);
+        let h = hs(&[
+            ("connection", "close, x-secret"),
+            ("x-secret", "1"),
+            ("x-kept", "2"),
+        ]);
         assert!(hop_by_hop("X-Secret", &h));
         assert!(hop_by_hop("keep-alive", &h));
         assert!(!hop_by_hop("x-kept", &h));

@@ -73,8 +73,16 @@ impl HeaderStore {
 
 /// What a parsed request turned into.
 enum Plan<'s> {
-    Local { status: u16, body: &'s [u8], location: Option<String>, close: bool },
-    Forward { route: &'s Route, cluster: Arc<Cluster> },
+    Local {
+        status: u16,
+        body: &'s [u8],
+        location: Option<String>,
+        close: bool,
+    },
+    Forward {
+        route: &'s Route,
+        cluster: Arc<Cluster>,
+    },
 }
 
 struct Request {
@@ -98,7 +106,11 @@ pub async fn serve(
     let mut conn = Conn {
         stream,
         peer,
-        buf: if initial.capacity() >= 4096 { initial } else { initial_buf(initial) },
+        buf: if initial.capacity() >= 4096 {
+            initial
+        } else {
+            initial_buf(initial)
+        },
         out: Vec::with_capacity(1024),
         ubuf: Vec::new(),
         scratch: Vec::new(),
@@ -107,10 +119,12 @@ pub async fn serve(
     let mut first = true;
     loop {
         if ctx.store.version() != snap.version {
-            snap = ctx.store.load_full();
-            match snap.listeners.get(&listener.name) {
-                Some(l) => listener = l.clone(),
-                None => return, // listener removed: finish on the next request boundary
+            // Follow the new config; if this listener was removed, the established connection
+            // keeps serving on the config it started with until the client closes it.
+            let new = ctx.store.load_full();
+            if let Some(l) = new.listeners.get(&listener.name) {
+                listener = l.clone();
+                snap = new;
             }
         }
         let keep = match one_request(&ctx, &snap, &listener, &mut conn, first).await {
@@ -119,7 +133,14 @@ pub async fn serve(
             Next::Upgrade(upstream) => {
                 let client_pending = std::mem::take(&mut conn.buf);
                 let up_pending = std::mem::take(&mut conn.ubuf);
-                super::tcp::tunnel(conn.stream, upstream, client_pending, up_pending, listener.timeouts.idle).await;
+                super::tcp::tunnel(
+                    conn.stream,
+                    upstream,
+                    client_pending,
+                    up_pending,
+                    listener.timeouts.idle,
+                )
+                .await;
                 return;
             }
         };
@@ -144,11 +165,20 @@ enum Next {
 
 /// Reads until `conn.buf` holds a complete request head. `Ok(None)`: the client went away (or
 /// idled out) between requests, nothing to answer.
-async fn read_head(ctx: &WorkerCtx, l: &Listener, conn: &mut Conn, first: bool) -> Result<Option<()>, ProxyError> {
+async fn read_head(
+    ctx: &WorkerCtx,
+    l: &Listener,
+    conn: &mut Conn,
+    first: bool,
+) -> Result<Option<()>, ProxyError> {
     let max = l.limits.max_request_head_bytes;
     if conn.buf.is_empty() {
         // Idle between requests: wait for the first byte, or the drain, or the idle timeout.
-        let wait = if first { l.timeouts.header_read } else { l.timeouts.keepalive_idle };
+        let wait = if first {
+            l.timeouts.header_read
+        } else {
+            l.timeouts.keepalive_idle
+        };
         let drain = ctx.draining.wait();
         let got = monoio::select! {
             r = fill(&mut conn.stream, &mut conn.buf, 4096, wait) => r,
@@ -175,7 +205,9 @@ async fn read_head(ctx: &WorkerCtx, l: &Listener, conn: &mut Conn, first: bool) 
         match fill(&mut conn.stream, &mut conn.buf, spare, left).await {
             Ok(0) => return Ok(None),
             Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(ProxyError::DownstreamTimeout),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(ProxyError::DownstreamTimeout);
+            }
             Err(_) => return Ok(None),
         }
     }
@@ -186,7 +218,13 @@ fn head_complete(buf: &[u8]) -> bool {
     buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n")
 }
 
-async fn one_request(ctx: &Rc<WorkerCtx>, snap: &Arc<Snapshot>, l: &Arc<Listener>, conn: &mut Conn, first: bool) -> Next {
+async fn one_request(
+    ctx: &Rc<WorkerCtx>,
+    snap: &Arc<Snapshot>,
+    l: &Arc<Listener>,
+    conn: &mut Conn,
+    first: bool,
+) -> Next {
     let start = Instant::now();
     match read_head(ctx, l, conn, first).await {
         Ok(Some(())) => {}
@@ -198,7 +236,9 @@ async fn one_request(ctx: &Rc<WorkerCtx>, snap: &Arc<Snapshot>, l: &Arc<Listener
             return Next::Close;
         }
     }
-    let ListenerKind::Http { routes } = &l.kind else { return Next::Close };
+    let ListenerKind::Http { routes } = &l.kind else {
+        return Next::Close;
+    };
 
     // --- Parse and plan (synchronous; borrows the read buffer) ---
     let mut slots = conn.hstore.take(l.limits.max_headers);
@@ -208,13 +248,28 @@ async fn one_request(ctx: &Rc<WorkerCtx>, snap: &Arc<Snapshot>, l: &Arc<Listener
         Ok(httparse::Status::Partial) => {
             return fail_head(l, conn, ProxyError::BadRequest("malformed request head")).await;
         }
-        Err(httparse::Error::TooManyHeaders) => return fail_head(l, conn, ProxyError::HeadTooLarge).await,
-        Err(_) => return fail_head(l, conn, ProxyError::BadRequest("malformed request head")).await,
+        Err(httparse::Error::TooManyHeaders) => {
+            return fail_head(l, conn, ProxyError::HeadTooLarge).await;
+        }
+        Err(_) => {
+            return fail_head(l, conn, ProxyError::BadRequest("malformed request head")).await;
+        }
     };
+    if head_len > l.limits.max_request_head_bytes {
+        return fail_head(l, conn, ProxyError::HeadTooLarge).await;
+    }
     let method = parsed.method.unwrap_or("GET");
     let target = parsed.path.unwrap_or("/");
     let version = parsed.version.unwrap_or(1);
     let headers: &[httparse::Header<'_>] = parsed.headers;
+    if method == "CONNECT" {
+        return fail_head(
+            l,
+            conn,
+            ProxyError::MethodNotAllowed("CONNECT is not supported"),
+        )
+        .await;
+    }
     let info = match head::request_info(version, headers) {
         Ok(i) => i,
         Err(e) => return fail_head(l, conn, e).await,
@@ -233,39 +288,82 @@ async fn one_request(ctx: &Rc<WorkerCtx>, snap: &Arc<Snapshot>, l: &Arc<Listener
         is_head: method == "HEAD",
         http10: version == 0,
         request_id: [0u8; 36],
-        log: snap.access_log.as_ref().map(|_| (method.to_string(), path_and_query.to_string())),
+        log: snap
+            .access_log
+            .as_ref()
+            .map(|_| (method.to_string(), path_and_query.to_string())),
     };
-    match headers.iter().find(|h| h.name.eq_ignore_ascii_case("x-request-id")) {
+    match headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("x-request-id"))
+    {
         Some(h) if h.value.len() == 36 => req.request_id.copy_from_slice(h.value),
         _ => ctx.request_id(&mut req.request_id),
     }
 
-    let plan = if method == "CONNECT" {
-        Err(ProxyError::MethodNotAllowed("CONNECT is not supported"))
-    } else {
-        let head = RequestHead { method, host, path, headers };
-        match route::find(routes, &head) {
-            None => Err(ProxyError::NoRoute),
-            Some(r) => Ok(plan_route(r, ctx, host, path_and_query)),
-        }
+    let plan = match route::find(
+        routes,
+        &RequestHead {
+            method,
+            host,
+            path,
+            headers,
+        },
+    ) {
+        None => Err(ProxyError::NoRoute),
+        Some(r) => Ok(plan_route(r, ctx, host, path_and_query)),
     };
     if let Ok(Plan::Forward { route, .. }) = &plan {
-        write_upstream_head(&mut conn.out, method, route, path_and_query, host, headers, &req, conn.peer);
+        write_upstream_head(
+            &mut conn.out,
+            method,
+            route,
+            path_and_query,
+            host,
+            headers,
+            &req,
+            conn.peer,
+        );
     }
     conn.hstore.put(slots);
     conn.buf.drain(..head_len);
     let plan = match plan {
         Ok(p) => p,
         Err(e) => {
-            let close = req.info.framing != Framing::None || !req.info.keep_alive;
+            let close = req.info.framing.has_body() || !req.info.keep_alive;
             respond::error(&mut conn.out, &e, close, Some(&req.request_id));
-            return finish_local(ctx, snap, l, conn, &req, start, e.status(), None, close, Some(e.to_string())).await;
+            return finish_local(
+                ctx,
+                snap,
+                l,
+                conn,
+                &req,
+                start,
+                e.status(),
+                None,
+                close,
+                Some(e.to_string()),
+            )
+            .await;
         }
     };
     let (route, cluster) = match plan {
-        Plan::Local { status, body, location, close } => {
-            let close = close || req.info.framing != Framing::None || !req.info.keep_alive;
-            respond::local(&mut conn.out, status, body, location.as_deref(), close, req.is_head, &req.request_id);
+        Plan::Local {
+            status,
+            body,
+            location,
+            close,
+        } => {
+            let close = close || req.info.framing.has_body() || !req.info.keep_alive;
+            respond::local(
+                &mut conn.out,
+                status,
+                body,
+                location.as_deref(),
+                close,
+                req.is_head,
+                &req.request_id,
+            );
             return finish_local(ctx, snap, l, conn, &req, start, status, None, close, None).await;
         }
         Plan::Forward { route, cluster } => (route, cluster),
@@ -275,7 +373,19 @@ async fn one_request(ctx: &Rc<WorkerCtx>, snap: &Arc<Snapshot>, l: &Arc<Listener
         if limit > 0 && n > limit {
             let e = ProxyError::BodyTooLarge;
             respond::error(&mut conn.out, &e, true, Some(&req.request_id));
-            return finish_local(ctx, snap, l, conn, &req, start, 413, Some(&cluster), true, None).await;
+            return finish_local(
+                ctx,
+                snap,
+                l,
+                conn,
+                &req,
+                start,
+                413,
+                Some(&cluster),
+                true,
+                None,
+            )
+            .await;
         }
     }
     // --- Forward ---
@@ -355,18 +465,31 @@ async fn finish_local(
             error,
         });
     }
-    if ok && !close { Next::KeepAlive } else { Next::Close }
+    if ok && !close {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
 }
 
 /// `(host, path?query)` from the request target: origin-form uses Host; absolute-form carries both.
-fn split_target<'a>(target: &'a str, headers: &[httparse::Header<'a>]) -> Result<(Option<&'a str>, &'a str), ProxyError> {
-    let host_header =
-        headers.iter().find(|h| h.name.eq_ignore_ascii_case("host")).and_then(|h| std::str::from_utf8(h.value).ok());
+fn split_target<'a>(
+    target: &'a str,
+    headers: &[httparse::Header<'a>],
+) -> Result<(Option<&'a str>, &'a str), ProxyError> {
+    let host_header = headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+        .and_then(|h| std::str::from_utf8(h.value).ok());
     if target.starts_with('/') {
         return Ok((host_header.map(str::trim), target));
     }
     for scheme in ["http://", "https://"] {
-        if let Some(rest) = target.get(..scheme.len()).filter(|s| s.eq_ignore_ascii_case(scheme)).map(|_| &target[scheme.len()..]) {
+        if let Some(rest) = target
+            .get(..scheme.len())
+            .filter(|s| s.eq_ignore_ascii_case(scheme))
+            .map(|_| &target[scheme.len()..])
+        {
             let (auth, path) = match rest.find('/') {
                 Some(i) => (&rest[..i], &rest[i..]),
                 None => (rest, "/"),
@@ -382,7 +505,12 @@ fn split_target<'a>(target: &'a str, headers: &[httparse::Header<'a>]) -> Result
 
 fn plan_route<'s>(r: &'s Route, ctx: &WorkerCtx, host: &str, path_and_query: &str) -> Plan<'s> {
     match &r.action {
-        Action::Direct { status, body } => Plan::Local { status: *status, body, location: None, close: false },
+        Action::Direct { status, body } => Plan::Local {
+            status: *status,
+            body,
+            location: None,
+            close: false,
+        },
         Action::Redirect(rd) => {
             let scheme = rd.scheme.as_deref().unwrap_or("http");
             let host = rd.host.as_deref().unwrap_or(host);
@@ -393,11 +521,24 @@ fn plan_route<'s>(r: &'s Route, ctx: &WorkerCtx, host: &str, path_and_query: &st
                 },
                 None => format!("{scheme}://{host}{path_and_query}"),
             };
-            Plan::Local { status: rd.status, body: b"", location: Some(location), close: false }
+            Plan::Local {
+                status: rd.status,
+                body: b"",
+                location: Some(location),
+                close: false,
+            }
         }
         action => match action.cluster(ctx.balancer.random_u32()) {
-            Some(c) => Plan::Forward { route: r, cluster: c.clone() },
-            None => Plan::Local { status: 503, body: b"no cluster", location: None, close: false },
+            Some(c) => Plan::Forward {
+                route: r,
+                cluster: c.clone(),
+            },
+            None => Plan::Local {
+                status: 503,
+                body: b"no cluster",
+                location: None,
+                close: false,
+            },
         },
     }
 }
@@ -428,21 +569,35 @@ fn write_upstream_head(
     if !has_host && !host.is_empty() {
         put_header(out, b"host", host.as_bytes());
     }
-    head::copy_headers(out, headers, &route.request_headers, &["x-forwarded-for", "x-request-id", "content-length"]);
+    head::copy_headers(
+        out,
+        headers,
+        &route.request_headers,
+        &["x-forwarded-for", "x-request-id", "content-length"],
+    );
     // X-Forwarded-For: the existing chain, then this client.
     out.extend_from_slice(b"x-forwarded-for: ");
-    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for")) {
+    for h in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+    {
         out.extend_from_slice(head::trim(h.value));
         out.extend_from_slice(b", ");
     }
     let _ = write!(out, "{}\r\n", peer.ip());
-    if !headers.iter().any(|h| h.name.eq_ignore_ascii_case("x-forwarded-proto")) {
+    if !headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("x-forwarded-proto"))
+    {
         out.extend_from_slice(b"x-forwarded-proto: http\r\n");
     }
     put_header(out, b"x-request-id", &req.request_id);
     head::framing_headers(out, req.info.framing);
     if req.info.upgrade {
-        for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("upgrade")) {
+        for h in headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("upgrade"))
+        {
             put_header(out, b"upgrade", h.value);
         }
         out.extend_from_slice(b"connection: upgrade\r\n");
@@ -466,7 +621,11 @@ struct Failed {
 }
 
 fn failed(err: ProxyError, endpoint: Option<SocketAddr>) -> Failed {
-    Failed { err, response_started: false, endpoint }
+    Failed {
+        err,
+        response_started: false,
+        endpoint,
+    }
 }
 
 /// An upstream connection for one exchange.
@@ -480,14 +639,24 @@ async fn acquire(ctx: &WorkerCtx, cluster: &Cluster, fresh: bool) -> Result<Upst
     let mut last = ProxyError::NoHealthyUpstream;
     for _ in 0..cluster.endpoints.len().clamp(1, 2) {
         let now = Instant::now();
-        let Some(addr) = ctx.balancer.pick(cluster, now) else { return Err(last) };
+        let Some(addr) = ctx.balancer.pick(cluster, now) else {
+            return Err(last);
+        };
         if !fresh && let Some(stream) = ctx.pool.take(addr, cluster.pool.idle_timeout.get(), now) {
-            return Ok(Upstream { stream, addr, reused: true });
+            return Ok(Upstream {
+                stream,
+                addr,
+                reused: true,
+            });
         }
         match connect(addr, cluster.connect_timeout).await {
             Ok(stream) => {
                 ctx.balancer.report_success(addr);
-                return Ok(Upstream { stream, addr, reused: false });
+                return Ok(Upstream {
+                    stream,
+                    addr,
+                    reused: false,
+                });
             }
             Err(e) => {
                 ctx.balancer.report_failure(cluster, addr, Instant::now());
@@ -523,7 +692,8 @@ async fn forward(
     let whole = if req.info.expect_continue {
         matches!(body, BodyKind::Length(0))
     } else {
-        take_whole_body(&mut body, &mut conn.buf, &mut conn.out).map_err(|e| failed(body_error(e), None))?
+        take_whole_body(&mut body, &mut conn.buf, &mut conn.out)
+            .map_err(|e| failed(body_error(e), None))?
     };
     if let BodyKind::Chunked(s) = &body
         && body_limit > 0
@@ -532,10 +702,16 @@ async fn forward(
         return Err(failed(ProxyError::BodyTooLarge, None));
     }
     let timeout = route.timeout.unwrap_or(l.timeouts.request);
-    let timeout = if timeout.is_zero() { l.timeouts.idle } else { timeout };
+    let timeout = if timeout.is_zero() {
+        l.timeouts.idle
+    } else {
+        timeout
+    };
     let deadline = Instant::now() + timeout;
 
-    let mut up = acquire(ctx, cluster, false).await.map_err(|e| failed(e, None))?;
+    let mut up = acquire(ctx, cluster, false)
+        .await
+        .map_err(|e| failed(e, None))?;
     let _in_flight = ctx.balancer.start_request(up.addr);
     let mut attempt = 0;
     let (status, info, head_len) = loop {
@@ -553,7 +729,9 @@ async fn forward(
         }
         if let Err(e) = result {
             if up.reused && whole && attempt == 1 {
-                up = acquire(ctx, cluster, true).await.map_err(|e| failed(e, None))?;
+                up = acquire(ctx, cluster, true)
+                    .await
+                    .map_err(|e| failed(e, None))?;
                 continue;
             }
             return Err(failed(e, Some(up.addr)));
@@ -588,24 +766,43 @@ async fn forward(
             Ok(None) if up.reused && whole && attempt == 1 => {
                 // A pooled connection the upstream had closed: replay once on a fresh one
                 // (the whole request is still in `conn.out`).
-                up = acquire(ctx, cluster, true).await.map_err(|e| failed(e, None))?;
+                up = acquire(ctx, cluster, true)
+                    .await
+                    .map_err(|e| failed(e, None))?;
                 continue;
             }
             Ok(None) => return Err(failed(ProxyError::UpstreamClosed, Some(up.addr))),
             Err(e) => return Err(failed(e, Some(up.addr))),
         }
     };
-    relay_response(ctx, l, route, cluster, conn, req, up, status, info, head_len).await
+    relay_response(
+        ctx, l, route, cluster, conn, req, up, status, info, head_len,
+    )
+    .await
 }
 
-async fn send_body(conn: &mut Conn, up: &mut Upstream, body: &mut BodyKind, idle: Duration, limit: u64) -> Result<(), ProxyError> {
-    copy_body(&mut conn.stream, &mut conn.buf, &mut up.stream, body, &mut conn.scratch, idle, limit)
-        .await
-        .map(|_| ())
-        .map_err(|e| match e {
-            CopyError::Write(e) => ProxyError::UpstreamIo(e),
-            other => body_error(other),
-        })
+async fn send_body(
+    conn: &mut Conn,
+    up: &mut Upstream,
+    body: &mut BodyKind,
+    idle: Duration,
+    limit: u64,
+) -> Result<(), ProxyError> {
+    copy_body(
+        &mut conn.stream,
+        &mut conn.buf,
+        &mut up.stream,
+        body,
+        &mut conn.scratch,
+        idle,
+        limit,
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| match e {
+        CopyError::Write(e) => ProxyError::UpstreamIo(e),
+        other => body_error(other),
+    })
 }
 
 fn body_error(e: CopyError) -> ProxyError {
@@ -645,7 +842,8 @@ async fn read_response_head(
                 }
             };
             let status = resp.code.unwrap_or(0);
-            let info = head::response_info(status, resp.version.unwrap_or(1), req.is_head, resp.headers);
+            let info =
+                head::response_info(status, resp.version.unwrap_or(1), req.is_head, resp.headers);
             conn.hstore.put(slots);
             let info = info?;
             if (102..200).contains(&status) {
@@ -653,7 +851,9 @@ async fn read_response_head(
                 conn.out.clear();
                 conn.out.extend_from_slice(&conn.ubuf[..n]);
                 conn.ubuf.drain(..n);
-                write_all(&mut conn.stream, &mut conn.out).await.map_err(ProxyError::DownstreamIo)?;
+                write_all(&mut conn.stream, &mut conn.out)
+                    .await
+                    .map_err(ProxyError::DownstreamIo)?;
                 continue;
             }
             if status == 101 && !req.info.upgrade {
@@ -673,8 +873,12 @@ async fn read_response_head(
             Ok(0) if conn.ubuf.is_empty() => return Ok(None),
             Ok(0) => return Err(ProxyError::UpstreamClosed),
             Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(ProxyError::UpstreamTimeout),
-            Err(e) if conn.ubuf.is_empty() && e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(ProxyError::UpstreamTimeout);
+            }
+            Err(e) if conn.ubuf.is_empty() && e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Ok(None);
+            }
             Err(e) => return Err(ProxyError::UpstreamIo(e)),
         }
     }
@@ -707,10 +911,21 @@ async fn relay_response(
         let out = &mut conn.out;
         out.clear();
         head::status_line(out, status);
-        head::copy_headers(out, resp.headers, &route.response_headers, &["content-length"]);
+        // With no body (HEAD, 204, 304) the upstream's content-length describes the resource and
+        // passes through; otherwise Shoal writes the framing itself.
+        let skip: &[&str] = if info.framing == Framing::None {
+            &[]
+        } else {
+            &["content-length"]
+        };
+        head::copy_headers(out, resp.headers, &route.response_headers, skip);
         head::framing_headers(out, info.framing);
         if upgrade {
-            for h in resp.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("upgrade")) {
+            for h in resp
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("upgrade"))
+            {
                 put_header(out, b"upgrade", h.value);
             }
             out.extend_from_slice(b"connection: upgrade\r\n");
@@ -723,12 +938,20 @@ async fn relay_response(
         conn.hstore.put(slots);
     }
     conn.ubuf.drain(..head_len);
-    let started = |err| Failed { err, response_started: true, endpoint: Some(up.addr) };
+    let started = |err| Failed {
+        err,
+        response_started: true,
+        endpoint: Some(up.addr),
+    };
     if let Err(e) = write_all(&mut conn.stream, &mut conn.out).await {
         return Err(started(ProxyError::DownstreamIo(e)));
     }
     if upgrade {
-        return Ok(Done { status, endpoint: up.addr, next: Next::Upgrade(up.stream) });
+        return Ok(Done {
+            status,
+            endpoint: up.addr,
+            next: Next::Upgrade(up.stream),
+        });
     }
     let mut body = match info.framing {
         Framing::None => BodyKind::Length(0),
@@ -736,25 +959,48 @@ async fn relay_response(
         Framing::Chunked => BodyKind::Chunked(ChunkedScanner::new(MAX_TRAILER_BYTES)),
         Framing::Close => BodyKind::Close,
     };
-    let copied =
-        copy_body(&mut up.stream, &mut conn.ubuf, &mut conn.stream, &mut body, &mut conn.scratch, l.timeouts.idle, 0).await;
+    let copied = copy_body(
+        &mut up.stream,
+        &mut conn.ubuf,
+        &mut conn.stream,
+        &mut body,
+        &mut conn.scratch,
+        l.timeouts.idle,
+        0,
+    )
+    .await;
     if let Err(e) = copied {
         let err = match e {
             CopyError::Write(e) => ProxyError::DownstreamIo(e),
             CopyError::Read(e) => ProxyError::UpstreamIo(e),
             CopyError::ReadTimeout => ProxyError::UpstreamTimeout,
             CopyError::Eof => ProxyError::UpstreamClosed,
-            CopyError::Chunked(_) | CopyError::TooLarge => ProxyError::UpstreamProtocol("invalid chunked body"),
+            CopyError::Chunked(_) | CopyError::TooLarge => {
+                ProxyError::UpstreamProtocol("invalid chunked body")
+            }
         };
         return Err(started(err));
     }
     // Reusable: complete framed exchange, upstream did not ask to close, nothing extra buffered.
     if info.keep_alive && conn.ubuf.is_empty() {
-        ctx.pool.put(up.addr, up.stream, cluster.pool.max_idle_per_endpoint, cluster.pool.idle_timeout.get());
+        ctx.pool.put(
+            up.addr,
+            up.stream,
+            cluster.pool.max_idle_per_endpoint,
+            cluster.pool.idle_timeout.get(),
+        );
     } else {
         conn.ubuf.clear();
     }
-    Ok(Done { status, endpoint: up.addr, next: if client_keep { Next::KeepAlive } else { Next::Close } })
+    Ok(Done {
+        status,
+        endpoint: up.addr,
+        next: if client_keep {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        },
+    })
 }
 
 #[cfg(test)]
@@ -763,10 +1009,22 @@ mod tests {
 
     #[test]
     fn targets() {
-        let host = [httparse::Header { name: "Host", value: b"a.example:8080" }];
-        assert_eq!(split_target("/x?y", &host).unwrap(), (Some("a.example:8080"), "/x?y"));
-        assert_eq!(split_target("http://b.example/p?q", &host).unwrap(), (Some("b.example"), "/p?q"));
-        assert_eq!(split_target("HTTP://b.example", &[]).unwrap(), (Some("b.example"), "/"));
+        let host = [httparse::Header {
+            name: "Host",
+            value: b"a.example:8080",
+        }];
+        assert_eq!(
+            split_target("/x?y", &host).unwrap(),
+            (Some("a.example:8080"), "/x?y")
+        );
+        assert_eq!(
+            split_target("http://b.example/p?q", &host).unwrap(),
+            (Some("b.example"), "/p?q")
+        );
+        assert_eq!(
+            split_target("HTTP://b.example", &[]).unwrap(),
+            (Some("b.example"), "/")
+        );
         assert!(split_target("nonsense", &host).is_err());
     }
 

@@ -1,0 +1,11 @@
+//! Shoal's integration tests: ONE test binary. Every test starts real listeners on 127.0.0.1:0,
+//! real upstream servers (tokio TCP, hyper) and talks to Shoal with real clients (hyper, raw
+//! sockets, curl, the `shoal` binary itself for signals).
+
+mod support;
+
+mod config_changes;
+mod http1;
+mod http1_errors;
+mod process;
+mod tcp;
