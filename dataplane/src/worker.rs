@@ -8,7 +8,7 @@
 //! connections to finish, up to the drain timeout. Connections read the snapshot through the store
 //! (lock-free), so nothing but these commands crosses threads.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::io;
@@ -23,6 +23,7 @@ use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures_core::Stream;
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
+use crate::proxy::http1::HeaderStore;
 use crate::signal::Signal;
 use crate::snapshot::ConfigStore;
 use crate::upstream::lb::Balancer;
@@ -79,6 +80,60 @@ pub struct WorkerCtx {
     pub active: Cell<usize>,
     /// Fired when the worker starts draining.
     pub draining: Signal,
+    /// Buffers lent to connections while they work on a request.
+    pub bufs: BufPool,
+    /// httparse header slots (parsing is synchronous, so one set serves the worker).
+    pub headers: RefCell<HeaderStore>,
+}
+
+/// Per-worker free lists of buffers: small (heads, 4 KiB) and copy (bodies, 64 KiB). Taking and
+/// returning is a pop and a push; the lists are capped so a burst does not pin memory forever.
+#[derive(Default)]
+pub struct BufPool {
+    small: RefCell<Vec<Vec<u8>>>,
+    copy: RefCell<Vec<Vec<u8>>>,
+}
+
+const POOL_CAP: usize = 256;
+const SMALL_BUF: usize = 4096;
+
+impl BufPool {
+    pub fn get_small(&self) -> Vec<u8> {
+        self.small
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(SMALL_BUF))
+    }
+
+    pub fn put_small(&self, mut b: Vec<u8>) {
+        // Grown past 4x (a huge head): let it go rather than keep it around.
+        if b.capacity() == 0 || b.capacity() > 4 * SMALL_BUF {
+            return;
+        }
+        let mut list = self.small.borrow_mut();
+        if list.len() < POOL_CAP {
+            b.clear();
+            list.push(b);
+        }
+    }
+
+    pub fn get_copy(&self) -> Vec<u8> {
+        self.copy
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(crate::proxy::io::COPY_BUF))
+    }
+
+    pub fn put_copy(&self, mut b: Vec<u8>) {
+        if b.capacity() < crate::proxy::io::COPY_BUF {
+            return;
+        }
+        let mut list = self.copy.borrow_mut();
+        if list.len() < POOL_CAP / 4 {
+            b.clear();
+            list.push(b);
+        }
+    }
 }
 
 impl WorkerCtx {
@@ -218,6 +273,8 @@ fn run_thread(
         pool: Pool::default(),
         active: Cell::new(0),
         draining: Signal::new(),
+        bufs: BufPool::default(),
+        headers: RefCell::new(HeaderStore::default()),
     });
     runtime.block_on(worker_main(ctx, rx));
     tracing::debug!(worker = index, "worker stopped");

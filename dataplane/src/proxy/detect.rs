@@ -38,7 +38,7 @@ pub fn classify(buf: &[u8]) -> Option<Detected> {
 
 /// Reads until the protocol is known; returns it with the bytes read.
 pub async fn sniff(stream: &mut TcpStream, timeout: Duration) -> (Detected, Vec<u8>) {
-    let mut buf = Vec::with_capacity(4096);
+    let mut buf = Vec::with_capacity(2048);
     let deadline = std::time::Instant::now() + timeout;
     loop {
         if let Some(d) = classify(&buf) {

@@ -32,6 +32,9 @@ use self::chunked::ChunkedScanner;
 use self::head::{Framing, HeadInfo, put_header};
 use super::io::{BodyKind, CopyError, copy_body, fill, take_whole_body, write_all};
 
+/// Initial size of a connection's read buffer (grows up to the head limit when needed).
+const READ_BUF: usize = 2048;
+
 /// Largest trailer section accepted in a chunked body.
 const MAX_TRAILER_BYTES: usize = 16 * 1024;
 
@@ -47,24 +50,23 @@ struct Conn {
     ubuf: Vec<u8>,
     /// Body copy buffer, allocated on the first body.
     scratch: Vec<u8>,
-    /// httparse header slots, reused by every head parsed on this connection.
-    hstore: HeaderStore,
 }
 
-/// Header slots for httparse that survive across requests, so parsing allocates nothing.
+/// Header slots for httparse, one set per worker (parsing never spans an await), so parsing
+/// allocates nothing and idle connections hold none.
 #[derive(Default)]
-struct HeaderStore(Vec<httparse::Header<'static>>);
+pub struct HeaderStore(Vec<httparse::Header<'static>>);
 
 impl HeaderStore {
     /// An empty vector with room for `n` headers (its spare capacity is what httparse fills).
-    fn take<'b>(&mut self, n: usize) -> Vec<httparse::Header<'b>> {
+    pub fn take<'b>(&mut self, n: usize) -> Vec<httparse::Header<'b>> {
         let mut v = std::mem::take(&mut self.0);
         v.clear();
         v.reserve(n);
         v
     }
 
-    fn put(&mut self, mut v: Vec<httparse::Header<'_>>) {
+    pub fn put(&mut self, mut v: Vec<httparse::Header<'_>>) {
         v.clear();
         // Same size and alignment: collects in place, keeping the allocation.
         self.0 = v.into_iter().map(|_| httparse::EMPTY_HEADER).collect();
@@ -106,15 +108,14 @@ pub async fn serve(
     let mut conn = Conn {
         stream,
         peer,
-        buf: if initial.capacity() >= 4096 {
+        buf: if initial.capacity() >= READ_BUF {
             initial
         } else {
             initial_buf(initial)
         },
-        out: Vec::with_capacity(1024),
+        out: Vec::new(),
         ubuf: Vec::new(),
         scratch: Vec::new(),
-        hstore: HeaderStore::default(),
     };
     let mut first = true;
     loop {
@@ -147,12 +148,19 @@ pub async fn serve(
         if !keep || ctx.draining.is_fired() {
             return;
         }
+        // Between requests an idle connection keeps only its read buffer: the rest goes back
+        // to the worker's pool (reused by the next request of any connection, no allocation).
+        ctx.bufs.put_small(std::mem::take(&mut conn.out));
+        if conn.ubuf.is_empty() {
+            ctx.bufs.put_small(std::mem::take(&mut conn.ubuf));
+        }
+        ctx.bufs.put_copy(std::mem::take(&mut conn.scratch));
         first = false;
     }
 }
 
 fn initial_buf(initial: Vec<u8>) -> Vec<u8> {
-    let mut v = Vec::with_capacity(4096);
+    let mut v = Vec::with_capacity(READ_BUF);
     v.extend_from_slice(&initial);
     v
 }
@@ -181,7 +189,7 @@ async fn read_head(
         };
         let drain = ctx.draining.wait();
         let got = monoio::select! {
-            r = fill(&mut conn.stream, &mut conn.buf, 4096, wait) => r,
+            r = fill(&mut conn.stream, &mut conn.buf, READ_BUF, wait) => r,
             _ = drain => return Ok(None),
         };
         match got {
@@ -226,7 +234,11 @@ async fn one_request(
     first: bool,
 ) -> Next {
     let start = Instant::now();
-    match read_head(ctx, l, conn, first).await {
+    let head = read_head(ctx, l, conn, first).await;
+    if conn.out.capacity() == 0 {
+        conn.out = ctx.bufs.get_small();
+    }
+    match head {
         Ok(Some(())) => {}
         Ok(None) => return Next::Close,
         Err(e) => {
@@ -241,7 +253,7 @@ async fn one_request(
     };
 
     // --- Parse and plan (synchronous; borrows the read buffer) ---
-    let mut slots = conn.hstore.take(l.limits.max_headers);
+    let mut slots = ctx.headers.borrow_mut().take(l.limits.max_headers);
     let mut parsed = httparse::Request::new(&mut []);
     let head_len = match parsed.parse_with_uninit_headers(&conn.buf, slots.spare_capacity_mut()) {
         Ok(httparse::Status::Complete(n)) => n,
@@ -325,7 +337,7 @@ async fn one_request(
             conn.peer,
         );
     }
-    conn.hstore.put(slots);
+    ctx.headers.borrow_mut().put(slots);
     conn.buf.drain(..head_len);
     let plan = match plan {
         Ok(p) => p,
@@ -687,6 +699,12 @@ async fn forward(
         Framing::None | Framing::Close => BodyKind::Length(0),
     };
     let body_limit = l.limits.max_request_body_bytes;
+    if conn.ubuf.capacity() == 0 {
+        conn.ubuf = ctx.bufs.get_small();
+    }
+    if conn.scratch.capacity() == 0 {
+        conn.scratch = ctx.bufs.get_copy();
+    }
     // Small bodies already read go out with the head in one write, which also makes the request
     // replayable on a fresh connection if a pooled one turns out dead.
     let whole = if req.info.expect_continue {
@@ -736,7 +754,7 @@ async fn forward(
             }
             return Err(failed(e, Some(up.addr)));
         }
-        match read_response_head(conn, &mut up, l, req, deadline).await {
+        match read_response_head(ctx, conn, &mut up, l, req, deadline).await {
             Ok(Some((status, _, head_len))) if status == 100 && req.info.expect_continue => {
                 // Relay the 100 and send the body the client was holding back.
                 conn.ubuf.drain(..head_len);
@@ -749,7 +767,7 @@ async fn forward(
                 send_body(conn, &mut up, &mut body, l.timeouts.idle, body_limit)
                     .await
                     .map_err(|e| failed(e, Some(up.addr)))?;
-                match read_response_head(conn, &mut up, l, req, deadline).await {
+                match read_response_head(ctx, conn, &mut up, l, req, deadline).await {
                     Ok(Some(h)) => break h,
                     Ok(None) => return Err(failed(ProxyError::UpstreamClosed, Some(up.addr))),
                     Err(e) => return Err(failed(e, Some(up.addr))),
@@ -819,6 +837,7 @@ fn body_error(e: CopyError) -> ProxyError {
 /// Reads a final (or 100) response head into `conn.ubuf`, relaying other 1xx heads to the client.
 /// `Ok(None)`: the upstream closed before sending a byte.
 async fn read_response_head(
+    ctx: &WorkerCtx,
     conn: &mut Conn,
     up: &mut Upstream,
     l: &Listener,
@@ -828,7 +847,7 @@ async fn read_response_head(
     let max = l.limits.max_response_head_bytes;
     loop {
         if !conn.ubuf.is_empty() && head_complete(&conn.ubuf) {
-            let mut slots = conn.hstore.take(l.limits.max_headers);
+            let mut slots = ctx.headers.borrow_mut().take(l.limits.max_headers);
             let mut resp = httparse::Response::new(&mut []);
             let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
                 &mut resp,
@@ -844,7 +863,7 @@ async fn read_response_head(
             let status = resp.code.unwrap_or(0);
             let info =
                 head::response_info(status, resp.version.unwrap_or(1), req.is_head, resp.headers);
-            conn.hstore.put(slots);
+            ctx.headers.borrow_mut().put(slots);
             let info = info?;
             if (102..200).contains(&status) {
                 // Informational (103 Early Hints...): pass on as is, then wait for the final head.
@@ -868,7 +887,7 @@ async fn read_response_head(
         if left.is_zero() {
             return Err(ProxyError::UpstreamTimeout);
         }
-        let spare = (max - conn.ubuf.len()).min(16 * 1024);
+        let spare = (max - conn.ubuf.len()).min(4096);
         match fill(&mut up.stream, &mut conn.ubuf, spare, left).await {
             Ok(0) if conn.ubuf.is_empty() => return Ok(None),
             Ok(0) => return Err(ProxyError::UpstreamClosed),
@@ -901,7 +920,7 @@ async fn relay_response(
     let client_keep = req.info.keep_alive && info.framing != Framing::Close && !upgrade;
     // Response head for the client.
     {
-        let mut slots = conn.hstore.take(l.limits.max_headers);
+        let mut slots = ctx.headers.borrow_mut().take(l.limits.max_headers);
         let mut resp = httparse::Response::new(&mut []);
         let _ = httparse::ParserConfig::default().parse_response_with_uninit_headers(
             &mut resp,
@@ -935,7 +954,7 @@ async fn relay_response(
             out.extend_from_slice(b"connection: keep-alive\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        conn.hstore.put(slots);
+        ctx.headers.borrow_mut().put(slots);
     }
     conn.ubuf.drain(..head_len);
     let started = |err| Failed {
