@@ -962,6 +962,16 @@ async fn relay_response(
         response_started: true,
         endpoint: Some(up.addr),
     };
+    let mut body = match info.framing {
+        Framing::None => BodyKind::Length(0),
+        Framing::Length(n) => BodyKind::Length(n),
+        Framing::Chunked => BodyKind::Chunked(ChunkedScanner::new(MAX_TRAILER_BYTES)),
+        Framing::Close => BodyKind::Close,
+    };
+    // A body already read with the head goes out in the same write (one syscall, one packet).
+    let whole = !upgrade
+        && take_whole_body(&mut body, &mut conn.ubuf, &mut conn.out)
+            .map_err(|_| started(ProxyError::UpstreamProtocol("invalid chunked body")))?;
     if let Err(e) = write_all(&mut conn.stream, &mut conn.out).await {
         return Err(started(ProxyError::DownstreamIo(e)));
     }
@@ -972,22 +982,20 @@ async fn relay_response(
             next: Next::Upgrade(up.stream),
         });
     }
-    let mut body = match info.framing {
-        Framing::None => BodyKind::Length(0),
-        Framing::Length(n) => BodyKind::Length(n),
-        Framing::Chunked => BodyKind::Chunked(ChunkedScanner::new(MAX_TRAILER_BYTES)),
-        Framing::Close => BodyKind::Close,
+    let copied = if whole {
+        Ok(0)
+    } else {
+        copy_body(
+            &mut up.stream,
+            &mut conn.ubuf,
+            &mut conn.stream,
+            &mut body,
+            &mut conn.scratch,
+            l.timeouts.idle,
+            0,
+        )
+        .await
     };
-    let copied = copy_body(
-        &mut up.stream,
-        &mut conn.ubuf,
-        &mut conn.stream,
-        &mut body,
-        &mut conn.scratch,
-        l.timeouts.idle,
-        0,
-    )
-    .await;
     if let Err(e) = copied {
         let err = match e {
             CopyError::Write(e) => ProxyError::DownstreamIo(e),
