@@ -95,7 +95,7 @@ pub struct BufPool {
 }
 
 const POOL_CAP: usize = 256;
-const SMALL_BUF: usize = 4096;
+const SMALL_BUF: usize = 2048;
 
 impl BufPool {
     pub fn get_small(&self) -> Vec<u8> {
@@ -129,7 +129,7 @@ impl BufPool {
             return;
         }
         let mut list = self.copy.borrow_mut();
-        if list.len() < POOL_CAP / 4 {
+        if list.len() < POOL_CAP / 16 {
             b.clear();
             list.push(b);
         }

@@ -9,6 +9,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use super::http1::chunked::{ChunkedError, ChunkedScanner};
+use crate::worker::BufPool;
 
 /// Size of the body copy buffer (monoio's own copy uses 4 KiB; large buffers are ~3x faster here).
 pub const COPY_BUF: usize = 64 * 1024;
@@ -74,7 +75,9 @@ pub enum BodyKind {
 /// Copies one body from `src` to `dst`. Bytes already read from `src` sit at the front of
 /// `pending`; bytes after the body stay there (pipelining). `limit` caps the payload (0 = none).
 /// Returns the body bytes forwarded.
+#[allow(clippy::too_many_arguments)]
 pub async fn copy_body(
+    bufs: &BufPool,
     src: &mut TcpStream,
     pending: &mut Vec<u8>,
     dst: &mut TcpStream,
@@ -103,7 +106,8 @@ pub async fn copy_body(
     }
     // 2. Stream the rest through the scratch buffer.
     if scratch.capacity() < COPY_BUF {
-        *scratch = Vec::with_capacity(COPY_BUF);
+        // Only bodies larger than what arrived with the head need the big buffer.
+        *scratch = bufs.get_copy();
     }
     loop {
         let want = match kind {

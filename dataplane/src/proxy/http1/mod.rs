@@ -26,7 +26,7 @@ use crate::route::{self, Action, PathMatch, RequestHead, Route};
 use crate::snapshot::{Listener, ListenerKind, Snapshot};
 use crate::upstream::Cluster;
 use crate::upstream::pool::connect;
-use crate::worker::WorkerCtx;
+use crate::worker::{BufPool, WorkerCtx};
 
 use self::chunked::ChunkedScanner;
 use self::head::{Framing, HeadInfo, put_header};
@@ -702,9 +702,6 @@ async fn forward(
     if conn.ubuf.capacity() == 0 {
         conn.ubuf = ctx.bufs.get_small();
     }
-    if conn.scratch.capacity() == 0 {
-        conn.scratch = ctx.bufs.get_copy();
-    }
     // Small bodies already read go out with the head in one write, which also makes the request
     // replayable on a fresh connection if a pooled one turns out dead.
     let whole = if req.info.expect_continue {
@@ -740,7 +737,15 @@ async fn forward(
             Ok(()) => Ok(()),
         };
         if result.is_ok() && !whole && !req.info.expect_continue {
-            result = send_body(conn, &mut up, &mut body, l.timeouts.idle, body_limit).await;
+            result = send_body(
+                &ctx.bufs,
+                conn,
+                &mut up,
+                &mut body,
+                l.timeouts.idle,
+                body_limit,
+            )
+            .await;
             if let Err(ProxyError::BodyTooLarge) = &result {
                 return Err(failed(ProxyError::BodyTooLarge, Some(up.addr)));
             }
@@ -764,9 +769,16 @@ async fn forward(
                     .await
                     .map_err(|e| failed(ProxyError::DownstreamIo(e), Some(up.addr)))?;
                 req.info.expect_continue = false;
-                send_body(conn, &mut up, &mut body, l.timeouts.idle, body_limit)
-                    .await
-                    .map_err(|e| failed(e, Some(up.addr)))?;
+                send_body(
+                    &ctx.bufs,
+                    conn,
+                    &mut up,
+                    &mut body,
+                    l.timeouts.idle,
+                    body_limit,
+                )
+                .await
+                .map_err(|e| failed(e, Some(up.addr)))?;
                 match read_response_head(ctx, conn, &mut up, l, req, deadline).await {
                     Ok(Some(h)) => break h,
                     Ok(None) => return Err(failed(ProxyError::UpstreamClosed, Some(up.addr))),
@@ -800,6 +812,7 @@ async fn forward(
 }
 
 async fn send_body(
+    bufs: &BufPool,
     conn: &mut Conn,
     up: &mut Upstream,
     body: &mut BodyKind,
@@ -807,6 +820,7 @@ async fn send_body(
     limit: u64,
 ) -> Result<(), ProxyError> {
     copy_body(
+        bufs,
         &mut conn.stream,
         &mut conn.buf,
         &mut up.stream,
@@ -887,7 +901,7 @@ async fn read_response_head(
         if left.is_zero() {
             return Err(ProxyError::UpstreamTimeout);
         }
-        let spare = (max - conn.ubuf.len()).min(4096);
+        let spare = (max - conn.ubuf.len()).min(2048);
         match fill(&mut up.stream, &mut conn.ubuf, spare, left).await {
             Ok(0) if conn.ubuf.is_empty() => return Ok(None),
             Ok(0) => return Err(ProxyError::UpstreamClosed),
@@ -986,6 +1000,7 @@ async fn relay_response(
         Ok(0)
     } else {
         copy_body(
+            &ctx.bufs,
             &mut up.stream,
             &mut conn.ubuf,
             &mut conn.stream,
