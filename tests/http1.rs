@@ -370,5 +370,11 @@ async fn access_log_writes_json_lines() {
     assert_eq!(line["cluster"], "up");
     assert_eq!(line["endpoint"], up.addr.to_string());
     assert_eq!(line["request_id"].as_str().unwrap().len(), 36);
+    // hyper's request head, no body; the response is head + empty body.
+    let received = line["bytes_received"].as_u64().unwrap();
+    assert!((20..200).contains(&received), "bytes_received {received}");
+    let sent = line["bytes_sent"].as_u64().unwrap();
+    assert!(sent > 100, "bytes_sent {sent}");
+    assert!(line["duration_ms"].as_f64().unwrap() > 0.0);
     app.shutdown();
 }

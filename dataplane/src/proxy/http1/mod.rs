@@ -50,6 +50,15 @@ struct Conn {
     ubuf: Vec<u8>,
     /// Body copy buffer, allocated on the first body.
     scratch: Vec<u8>,
+    /// Bytes received from / sent to the client for the current request (access log).
+    rx: u64,
+    tx: u64,
+}
+
+/// Writes `conn.out` to the client, counting the bytes.
+async fn send_out(conn: &mut Conn) -> std::io::Result<()> {
+    conn.tx += conn.out.len() as u64;
+    write_all(&mut conn.stream, &mut conn.out).await
 }
 
 /// Header slots for httparse, one set per worker (parsing never spans an await), so parsing
@@ -116,6 +125,8 @@ pub async fn serve(
         out: Vec::new(),
         ubuf: Vec::new(),
         scratch: Vec::new(),
+        rx: 0,
+        tx: 0,
     };
     let mut first = true;
     loop {
@@ -234,6 +245,8 @@ async fn one_request(
     first: bool,
 ) -> Next {
     let start = Instant::now();
+    conn.rx = 0;
+    conn.tx = 0;
     let head = read_head(ctx, l, conn, first).await;
     if conn.out.capacity() == 0 {
         conn.out = ctx.bufs.get_small();
@@ -244,7 +257,7 @@ async fn one_request(
         Err(e) => {
             tracing::debug!(listener = %l.name, client = %conn.peer, error = %e, "rejecting request head");
             respond::error(&mut conn.out, &e, true, None);
-            let _ = write_all(&mut conn.stream, &mut conn.out).await;
+            let _ = send_out(conn).await;
             return Next::Close;
         }
     }
@@ -267,6 +280,7 @@ async fn one_request(
             return fail_head(l, conn, ProxyError::BadRequest("malformed request head")).await;
         }
     };
+    conn.rx = head_len as u64;
     if head_len > l.limits.max_request_head_bytes {
         return fail_head(l, conn, ProxyError::HeadTooLarge).await;
     }
@@ -409,7 +423,7 @@ async fn one_request(
             let status = f.err.status();
             if !f.response_started {
                 respond::error(&mut conn.out, &f.err, true, Some(&req.request_id));
-                let _ = write_all(&mut conn.stream, &mut conn.out).await;
+                let _ = send_out(conn).await;
             }
             (status, f.endpoint, Next::Close, Some(f.err.to_string()))
         }
@@ -426,8 +440,8 @@ async fn one_request(
             cluster: Some(&cluster.name),
             endpoint,
             status: Some(status),
-            bytes_received: 0,
-            bytes_sent: 0,
+            bytes_received: conn.rx,
+            bytes_sent: conn.tx,
             duration_ms: access_log::millis(start.elapsed()),
             request_id: std::str::from_utf8(&req.request_id).ok(),
             error: err,
@@ -439,7 +453,7 @@ async fn one_request(
 async fn fail_head(l: &Listener, conn: &mut Conn, e: ProxyError) -> Next {
     tracing::debug!(listener = %l.name, client = %conn.peer, error = %e, "rejecting request");
     respond::error(&mut conn.out, &e, true, None);
-    let _ = write_all(&mut conn.stream, &mut conn.out).await;
+    let _ = send_out(conn).await;
     Next::Close
 }
 
@@ -457,7 +471,7 @@ async fn finish_local(
     error: Option<String>,
 ) -> Next {
     let _ = ctx;
-    let ok = write_all(&mut conn.stream, &mut conn.out).await.is_ok();
+    let ok = send_out(conn).await.is_ok();
     if let (Some(log), Some((m, p))) = (&snap.access_log, &req.log) {
         log.log(&Entry {
             time: access_log::now_rfc3339(),
@@ -470,8 +484,8 @@ async fn finish_local(
             cluster: cluster.map(|c| &*c.name),
             endpoint: None,
             status: Some(status),
-            bytes_received: 0,
-            bytes_sent: 0,
+            bytes_received: conn.rx,
+            bytes_sent: conn.tx,
             duration_ms: access_log::millis(start.elapsed()),
             request_id: std::str::from_utf8(&req.request_id).ok(),
             error,
@@ -707,8 +721,11 @@ async fn forward(
     let whole = if req.info.expect_continue {
         matches!(body, BodyKind::Length(0))
     } else {
-        take_whole_body(&mut body, &mut conn.buf, &mut conn.out)
-            .map_err(|e| failed(body_error(e), None))?
+        let before = conn.out.len();
+        let whole = take_whole_body(&mut body, &mut conn.buf, &mut conn.out)
+            .map_err(|e| failed(body_error(e), None))?;
+        conn.rx += (conn.out.len() - before) as u64;
+        whole
     };
     if let BodyKind::Chunked(s) = &body
         && body_limit > 0
@@ -765,7 +782,7 @@ async fn forward(
                 conn.ubuf.drain(..head_len);
                 conn.out.clear();
                 conn.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-                write_all(&mut conn.stream, &mut conn.out)
+                send_out(conn)
                     .await
                     .map_err(|e| failed(ProxyError::DownstreamIo(e), Some(up.addr)))?;
                 req.info.expect_continue = false;
@@ -830,7 +847,7 @@ async fn send_body(
         limit,
     )
     .await
-    .map(|_| ())
+    .map(|n| conn.rx += n)
     .map_err(|e| match e {
         CopyError::Write(e) => ProxyError::UpstreamIo(e),
         other => body_error(other),
@@ -884,9 +901,7 @@ async fn read_response_head(
                 conn.out.clear();
                 conn.out.extend_from_slice(&conn.ubuf[..n]);
                 conn.ubuf.drain(..n);
-                write_all(&mut conn.stream, &mut conn.out)
-                    .await
-                    .map_err(ProxyError::DownstreamIo)?;
+                send_out(conn).await.map_err(ProxyError::DownstreamIo)?;
                 continue;
             }
             if status == 101 && !req.info.upgrade {
@@ -986,7 +1001,7 @@ async fn relay_response(
     let whole = !upgrade
         && take_whole_body(&mut body, &mut conn.ubuf, &mut conn.out)
             .map_err(|_| started(ProxyError::UpstreamProtocol("invalid chunked body")))?;
-    if let Err(e) = write_all(&mut conn.stream, &mut conn.out).await {
+    if let Err(e) = send_out(conn).await {
         return Err(started(ProxyError::DownstreamIo(e)));
     }
     if upgrade {
@@ -1011,6 +1026,9 @@ async fn relay_response(
         )
         .await
     };
+    if let Ok(n) = copied {
+        conn.tx += n;
+    }
     if let Err(e) = copied {
         let err = match e {
             CopyError::Write(e) => ProxyError::DownstreamIo(e),
