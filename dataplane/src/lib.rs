@@ -17,5 +17,6 @@ pub mod route;
 pub mod signal;
 pub mod snapshot;
 mod sys;
+pub mod tls;
 pub mod upstream;
 pub mod worker;

@@ -1,0 +1,234 @@
+//! The SPIFFE certificate verifiers (see the module docs of `tls`).
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, Error, RootCertStore,
+    SignatureScheme,
+};
+use shoal_ca::{IdPattern, SpiffeId};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use super::TlsError;
+
+/// The SPIFFE ID of a certificate: its single URI SAN, parsed. `None` when it has none, several,
+/// or one that is not a valid SPIFFE ID.
+pub fn spiffe_id_of(der: &[u8]) -> Option<SpiffeId> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    let mut uris = san.value.general_names.iter().filter_map(|n| match n {
+        GeneralName::URI(u) => Some(*u),
+        _ => None,
+    });
+    let first = uris.next()?;
+    if uris.next().is_some() {
+        return None;
+    }
+    first.parse().ok()
+}
+
+/// The peer's SPIFFE ID from the certificates of an established connection (leaf first).
+pub fn peer_spiffe_id(certs: &[CertificateDer<'_>]) -> Option<SpiffeId> {
+    certs.first().and_then(|c| spiffe_id_of(c))
+}
+
+fn id_error(msg: String) -> Error {
+    Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
+        SpiffeMismatch(msg),
+    ))))
+}
+
+#[derive(Debug)]
+struct SpiffeMismatch(String);
+
+impl fmt::Display for SpiffeMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SpiffeMismatch {}
+
+// === impl SpiffeServerVerifier ===
+
+/// Verifies an upstream's certificate: chain to the bundle, validity, EKU serverAuth, and the
+/// URI SAN equal to the expected SPIFFE ID.
+pub struct SpiffeServerVerifier {
+    roots: Arc<RootCertStore>,
+    expected: SpiffeId,
+    provider: Arc<CryptoProvider>,
+}
+
+impl fmt::Debug for SpiffeServerVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpiffeServerVerifier")
+            .field("expected", &self.expected.to_string())
+            .finish()
+    }
+}
+
+impl SpiffeServerVerifier {
+    pub fn new(
+        roots: Arc<RootCertStore>,
+        expected: SpiffeId,
+        provider: Arc<CryptoProvider>,
+    ) -> Self {
+        Self {
+            roots,
+            expected,
+            provider,
+        }
+    }
+}
+
+impl ServerCertVerifier for SpiffeServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let cert = ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            self.provider.signature_verification_algorithms.all,
+        )?;
+        match spiffe_id_of(end_entity) {
+            Some(id) if id == self.expected => Ok(ServerCertVerified::assertion()),
+            Some(id) => Err(id_error(format!(
+                "server is {id}, expected {}",
+                self.expected
+            ))),
+            None => Err(id_error("server certificate has no SPIFFE ID".into())),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+// === impl SpiffeClientVerifier ===
+
+/// Verifies a downstream client's certificate with webpki (chain, validity, EKU clientAuth),
+/// then admits it only if its SPIFFE ID matches an allow pattern.
+pub struct SpiffeClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    allow: Vec<IdPattern>,
+}
+
+impl fmt::Debug for SpiffeClientVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let allow: Vec<String> = self.allow.iter().map(ToString::to_string).collect();
+        f.debug_struct("SpiffeClientVerifier")
+            .field("allow", &allow)
+            .finish()
+    }
+}
+
+impl SpiffeClientVerifier {
+    pub fn new(
+        roots: Arc<RootCertStore>,
+        allow: Vec<IdPattern>,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, TlsError> {
+        let inner = WebPkiClientVerifier::builder_with_provider(roots, provider)
+            .build()
+            .map_err(|e| TlsError::Verifier(e.to_string()))?;
+        Ok(Self { inner, allow })
+    }
+}
+
+impl ClientCertVerifier for SpiffeClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        match spiffe_id_of(end_entity) {
+            Some(id) if self.allow.iter().any(|p| p.matches(&id)) => {
+                Ok(ClientCertVerified::assertion())
+            }
+            Some(id) => Err(id_error(format!("client {id} is not allowed"))),
+            None => Err(id_error("client certificate has no SPIFFE ID".into())),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+}
