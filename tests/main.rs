@@ -4,6 +4,7 @@
 
 mod support;
 
+mod ca_cli;
 mod config_changes;
 mod http1;
 mod http1_errors;
