@@ -5,6 +5,8 @@
 mod support;
 
 mod config_changes;
+mod grpc;
+mod h2;
 mod http1;
 mod http1_errors;
 mod process;

@@ -200,6 +200,7 @@ mod tests {
         Cluster {
             name: Arc::from("c"),
             uid: 7,
+            protocol: Default::default(),
             lb,
             endpoints: weights
                 .iter()

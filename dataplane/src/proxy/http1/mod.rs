@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use monoio::net::TcpStream;
 
 use crate::access_log::{self, Entry};
+use crate::config::ClusterProtocol;
 use crate::error::ProxyError;
 use crate::route::{self, Action, PathMatch, RequestHead, Route};
 use crate::snapshot::{Listener, ListenerKind, Snapshot};
@@ -541,6 +542,12 @@ fn plan_route<'s>(r: &'s Route, ctx: &WorkerCtx, host: &str, path_and_query: &st
             }
         }
         action => match action.cluster(ctx.balancer.random_u32()) {
+            Some(c) if c.protocol == ClusterProtocol::Http2 => Plan::Local {
+                status: 502,
+                body: b"HTTP/1.1 to HTTP/2 translation is not supported: set the cluster's protocol to http1 or auto\n",
+                location: None,
+                close: false,
+            },
             Some(c) => Plan::Forward {
                 route: r,
                 cluster: c.clone(),

@@ -1,0 +1,310 @@
+//! HTTP/2 (h2c) through Shoal with real `h2` clients and upstreams: multiplexing, header rewriting,
+//! trailers, flow control with a slow reader, RST_STREAM both ways, GOAWAY on drain.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use h2::Reason;
+
+use crate::support::{self, h2up};
+
+fn config(up: std::net::SocketAddr, listener_protocol: &str, extra: &str) -> String {
+    format!(
+        r#"
+drain_timeout: 5s
+listeners:
+  - {{ name: web, address: "127.0.0.1:0", protocol: {listener_protocol}, routes: web }}
+routes:
+  web:
+    - domains: ["*"]
+      routes:
+        - {{ match: {{ prefix: /h1/ }}, cluster: h1only }}
+        - {{ match: {{ prefix: /rw/ }}, prefix_rewrite: /, cluster: up }}
+        - {{ match: {{ prefix: / }}, cluster: up, response_headers: {{ add: {{ x-via: shoal }} }} }}
+clusters:
+  - {{ name: up, protocol: http2, endpoints: ["{up}"] }}
+  - {{ name: h1only, protocol: http1, endpoints: ["{up}"] }}
+{extra}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_streams_on_one_connection() {
+    let up = h2up::h2_echo().await;
+    let app = support::start(&config(up.addr, "auto", ""));
+    let addr = app.listener_addr("web").unwrap();
+    let client = h2up::client(addr).await;
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let mut c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let req = h2up::request(
+                "svc.test",
+                &format!("/s/{i}?q=1"),
+                &[("x-forwarded-for", "10.0.0.1"), ("te", "trailers")],
+            );
+            let c2 = c.clone();
+            c = c2.ready().await.unwrap();
+            let (resp, mut send) = c.send_request(req, false).unwrap();
+            send.send_data(Bytes::from(format!("body-{i}")), false)
+                .unwrap();
+            let mut t = http::HeaderMap::new();
+            t.insert("x-req-trailer", "t1".parse().unwrap());
+            send.send_trailers(t).unwrap();
+            let resp = resp.await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let h = resp.headers().clone();
+            let mut body = resp.into_body();
+            let data = h2up::read_body(&mut body).await.unwrap();
+            let trailers = body.trailers().await.unwrap().expect("trailers");
+            (i, h, data, trailers)
+        }));
+    }
+    for t in tasks {
+        let (i, h, data, trailers) = t.await.unwrap();
+        assert_eq!(data, format!("body-{i}").as_bytes());
+        assert_eq!(h["x-echo-path"], format!("/s/{i}").as_str());
+        assert_eq!(h["x-echo-authority"], "svc.test");
+        assert_eq!(h["x-via"], "shoal");
+        let seen = h["x-echo-headers"].to_str().unwrap();
+        assert!(
+            seen.contains("x-forwarded-for: 10.0.0.1, 127.0.0.1"),
+            "{seen}"
+        );
+        assert!(seen.contains("x-forwarded-proto: http"), "{seen}");
+        assert!(seen.contains("te: trailers"), "{seen}");
+        let rid = seen
+            .split('|')
+            .find_map(|h| h.strip_prefix("x-request-id: "))
+            .expect("x-request-id");
+        assert_eq!(rid.len(), 36);
+        assert_eq!(trailers["x-trailer"], "done");
+        assert_eq!(
+            trailers["x-got-x-req-trailer"], "t1",
+            "request trailers forwarded"
+        );
+    }
+    // 200 streams multiplexed: a handful of upstream connections, not one per request.
+    let accepts = up.stats.accepts.load(Ordering::SeqCst);
+    assert!(
+        accepts <= 2,
+        "{accepts} upstream connections for 200 streams"
+    );
+    assert_eq!(up.stats.streams.load(Ordering::SeqCst), 200);
+    app.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_only_listener_serves_h2_and_rewrites_prefix() {
+    let up = h2up::h2_echo().await;
+    let app = support::start(&config(up.addr, "http2", ""));
+    let addr = app.listener_addr("web").unwrap();
+    let client = h2up::client(addr).await;
+    let mut c = client.ready().await.unwrap();
+    let (resp, _) = c
+        .send_request(
+            http::Request::get("http://a.test/rw/x/y?z=1")
+                .body(())
+                .unwrap(),
+            true,
+        )
+        .unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-echo-path"], "/x/y");
+    // An HTTP/1.1 request to an http2-only listener is not served.
+    let out = support::raw_exchange(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(
+        !out.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+    app.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn translation_not_supported_is_a_clear_502() {
+    let up = h2up::h2_echo().await;
+    let app = support::start(&config(up.addr, "auto", ""));
+    let addr = app.listener_addr("web").unwrap();
+    // h2 downstream -> http1 cluster.
+    let mut c = h2up::client(addr).await.ready().await.unwrap();
+    let (resp, _) = c
+        .send_request(
+            http::Request::get("http://a.test/h1/x").body(()).unwrap(),
+            true,
+        )
+        .unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 502);
+    // HTTP/1.1 downstream -> http2 cluster.
+    let (status, body) = support::get(addr, "a.test", "/").await;
+    assert_eq!(status, 502);
+    assert!(body.contains("translation"), "{body}");
+    app.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_with_backpressure() {
+    let up = h2up::h2_echo().await;
+    let app = support::start(&config(up.addr, "auto", ""));
+    let addr = app.listener_addr("web").unwrap();
+    let client = h2up::client(addr).await;
+
+    // 16 MiB upload echoed back, byte for byte.
+    let payload = support::upstream::bytes(16 << 20, 3);
+    let mut c = client.clone().ready().await.unwrap();
+    let (resp, mut send) = c
+        .send_request(h2up::request("a.test", "/echo", &[]), false)
+        .unwrap();
+    let up_payload = payload.clone();
+    let sender = tokio::spawn(async move {
+        let mut data = up_payload;
+        while !data.is_empty() {
+            send.reserve_capacity(data.len().min(1 << 20));
+            let cap = std::future::poll_fn(|cx| send.poll_capacity(cx))
+                .await
+                .unwrap()
+                .unwrap();
+            let n = cap.min(data.len());
+            send.send_data(data.split_to(n), false).unwrap();
+        }
+        send.send_data(Bytes::new(), true).unwrap();
+    });
+    let resp = resp.await.unwrap();
+    let got = h2up::read_body(&mut resp.into_body()).await.unwrap();
+    sender.await.unwrap();
+    assert_eq!(got.len(), payload.len());
+    assert!(got == payload, "echoed body differs");
+
+    // 16 MiB download through a slow reader: the upstream can only run ahead of the reader by
+    // the windows on the way (Shoal's upstream stream window is 1 MiB), not by the whole body.
+    let total = 16usize << 20;
+    let mut c = client.clone().ready().await.unwrap();
+    let (resp, _) = c
+        .send_request(h2up::request("a.test", &format!("/big/{total}"), &[]), true)
+        .unwrap();
+    let mut body = resp.await.unwrap().into_body();
+    let mut read = 0usize;
+    let mut read_when_done = None;
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        read += chunk.len();
+        if read_when_done.is_none() && up.stats.big_done.load(Ordering::SeqCst) {
+            read_when_done = Some(read);
+        }
+        // ~16 MiB at 256 KiB per 10 ms: about 0.6 s of slow reading.
+        if read % (256 << 10) < chunk.len() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    assert_eq!(read, total);
+    let at = read_when_done.unwrap_or(total);
+    assert!(
+        at >= total - (4 << 20),
+        "upstream finished sending when the client had read only {at} of {total} bytes: Shoal buffered without bound"
+    );
+    app.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rst_stream_propagates_both_ways() {
+    let up = h2up::h2_echo().await;
+    let app = support::start(&config(up.addr, "auto", ""));
+    let addr = app.listener_addr("web").unwrap();
+    let client = h2up::client(addr).await;
+
+    // Client -> upstream: the client resets a stream the upstream is holding.
+    let mut c = client.clone().ready().await.unwrap();
+    let (resp, mut send) = c
+        .send_request(h2up::request("a.test", "/hang", &[]), false)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while up.stats.hangs.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    send.send_reset(Reason::CANCEL);
+    drop(resp);
+    while up.stats.cancels.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the upstream stream was not cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Upstream -> client before the response head.
+    let mut c = client.clone().ready().await.unwrap();
+    let (resp, _) = c
+        .send_request(h2up::request("a.test", "/reset", &[]), true)
+        .unwrap();
+    let err = resp.await.expect_err("reset expected");
+    assert_eq!(err.reason(), Some(Reason::INTERNAL_ERROR), "{err}");
+
+    // Upstream -> client in the middle of the body.
+    let mut c = client.clone().ready().await.unwrap();
+    let (resp, _) = c
+        .send_request(h2up::request("a.test", "/reset-mid", &[]), true)
+        .unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let err = h2up::read_body(&mut resp.into_body())
+        .await
+        .expect_err("body must end with a reset");
+    assert_eq!(err.reason(), Some(Reason::INTERNAL_ERROR), "{err}");
+
+    // The connection is still good for other streams.
+    let mut c = client.clone().ready().await.unwrap();
+    let (resp, _) = c
+        .send_request(h2up::request("a.test", "/echo", &[]), true)
+        .unwrap();
+    assert_eq!(resp.await.unwrap().status(), 200);
+    app.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn goaway_on_drain_lets_in_flight_streams_finish() {
+    let up = h2up::h2_echo().await;
+    let app = support::start(&config(up.addr, "auto", ""));
+    let addr = app.listener_addr("web").unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let conn_task = tokio::spawn(conn);
+    let mut c = client.clone().ready().await.unwrap();
+    let (resp, _) = c
+        .send_request(h2up::request("a.test", "/delay/700", &[]), true)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let started = Instant::now();
+    let shutdown = tokio::task::spawn_blocking(move || app.shutdown());
+    // The in-flight stream completes normally.
+    let resp = resp.await.expect("in-flight stream finishes after GOAWAY");
+    assert_eq!(resp.status(), 200);
+    let _ = h2up::read_body(&mut resp.into_body()).await.unwrap();
+    // Shoal closes the connection gracefully (GOAWAY, then close) once it is done.
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn_task)
+        .await
+        .expect("connection closed after drain")
+        .unwrap();
+    assert!(closed.is_ok(), "graceful close, got {closed:?}");
+    // New streams are refused after the GOAWAY.
+    let after = client.clone().ready().await;
+    assert!(after.is_err(), "no new stream after GOAWAY");
+    shutdown.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "drain waited for the timeout"
+    );
+}
