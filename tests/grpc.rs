@@ -11,7 +11,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use crate::support;
+use crate::support::{self, h2up};
 
 pub mod pb {
     tonic::include_proto!("shoal.test.echo");
@@ -276,17 +276,6 @@ async fn deadlines_end_in_deadline_exceeded() {
     let app = support::start(&config(up, "", ", timeouts: { request: 300ms }"));
     let mut c = client(app.listener_addr("web").unwrap()).await;
 
-    // grpc-timeout shorter than the upstream's delay.
-    let mut r = Request::new(EchoRequest {
-        delay_ms: 3000,
-        ..req("slow")
-    });
-    r.set_timeout(Duration::from_millis(200));
-    let t = Instant::now();
-    let err = c.unary(r).await.unwrap_err();
-    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
-
     // A server stream lasting longer than timeouts.request is not cut (no grpc-timeout).
     let mut s = c
         .server_stream(EchoRequest {
@@ -330,6 +319,73 @@ async fn deadlines_end_in_deadline_exceeded() {
         .to_str()
         .unwrap();
     assert_eq!(seen, "300m", "upstream sees the capped deadline");
+    app.shutdown();
+}
+
+/// `grpc-timeout` is the call's deadline: Shoal ends the call with DEADLINE_EXCEEDED itself. The
+/// upstream here is the plain h2 test server (it ignores grpc-timeout), and the client is a raw h2
+/// client (a tonic client would enforce its own timeout and race Shoal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_timeout_header_is_the_deadline() {
+    let up = h2up::h2_echo().await;
+    let yaml = format!(
+        r#"
+listeners:
+  - {{ name: web, address: "127.0.0.1:0", protocol: auto, routes: web, timeouts: {{ request: 150ms }} }}
+routes:
+  web:
+    - domains: ["*"]
+      routes: [{{ match: {{ prefix: / }}, cluster: up }}]
+clusters:
+  - {{ name: up, protocol: http2, endpoints: ["{}"] }}
+"#,
+        up.addr
+    );
+    let app = support::start(&yaml);
+    let addr = app.listener_addr("web").unwrap();
+    let mut c = h2up::client(addr).await.ready().await.unwrap();
+    let grpc = [
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+        ("grpc-timeout", "200m"),
+    ];
+    let t = Instant::now();
+    let (resp, _) = c
+        .send_request(h2up::request("a.test", "/delay/3000", &grpc), true)
+        .unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 200, "gRPC failures are HTTP 200");
+    assert_eq!(resp.headers()["grpc-status"], "4", "{:?}", resp.headers());
+    assert_eq!(resp.headers()["grpc-message"], "upstream timed out");
+    assert!(resp.body().is_end_stream(), "trailers-only");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(190) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    // The upstream saw the deadline.
+    let (resp, _) = c
+        .send_request(h2up::request("a.test", "/echo", &grpc), true)
+        .unwrap();
+    let resp = resp.await.unwrap();
+    let seen = resp.headers()["x-echo-headers"].to_str().unwrap();
+    assert!(seen.contains("grpc-timeout: 200m"), "{seen}");
+    // Without grpc-timeout (and no route timeout) a gRPC call is not cut by the listener's
+    // request timeout (150ms here), which does apply to other requests.
+    let (resp, _) = c
+        .send_request(h2up::request("a.test", "/delay/400", &grpc[..2]), true)
+        .unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers().get("grpc-status").is_none(),
+        "{:?}",
+        resp.headers()
+    );
+    let (resp, _) = c
+        .send_request(h2up::request("a.test", "/delay/400", &[]), true)
+        .unwrap();
+    assert_eq!(resp.await.unwrap().status(), 504);
     app.shutdown();
 }
 
