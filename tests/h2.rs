@@ -308,3 +308,122 @@ async fn goaway_on_drain_lets_in_flight_streams_finish() {
         "drain waited for the timeout"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_stream_is_retried_once_with_its_body() {
+    let up = h2up::h2_echo().await;
+    let app = support::start(&config(up.addr, "auto", ""));
+    let addr = app.listener_addr("web").unwrap();
+    let mut c = h2up::client(addr).await.ready().await.unwrap();
+    let (resp, mut send) = c
+        .send_request(h2up::request("a.test", "/refuse-once", &[]), false)
+        .unwrap();
+    send.send_data(Bytes::from_static(b"replayed body"), true)
+        .unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = h2up::read_body(&mut resp.into_body()).await.unwrap();
+    assert_eq!(body, b"replayed body");
+    assert_eq!(
+        up.stats.refused.load(Ordering::SeqCst),
+        2,
+        "refused, then served"
+    );
+    app.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_goaway_reconnects_without_failing_requests() {
+    // Every upstream connection says GOAWAY after 3 streams.
+    let up = h2up::h2_echo_with(Some(3)).await;
+    let app = support::start(&config(up.addr, "auto", ""));
+    let addr = app.listener_addr("web").unwrap();
+    let client = h2up::client(addr).await;
+    for round in 0..3 {
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let c = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut c = c.ready().await.unwrap();
+                let (resp, mut send) = c
+                    .send_request(h2up::request("a.test", "/echo", &[]), false)
+                    .unwrap();
+                send.send_data(Bytes::from(format!("r{round}-{i}")), true)
+                    .unwrap();
+                let resp = resp.await.unwrap();
+                assert_eq!(resp.status(), 200, "round {round} request {i}");
+                let body = h2up::read_body(&mut resp.into_body()).await.unwrap();
+                assert_eq!(body, format!("r{round}-{i}").as_bytes());
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let accepts = up.stats.accepts.load(Ordering::SeqCst);
+    assert!(
+        accepts >= 2,
+        "Shoal reconnected after GOAWAY: {accepts} connections"
+    );
+    app.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connection_gets_goaway_and_dead_peer_is_closed() {
+    let up = h2up::h2_echo().await;
+    let yaml = config(up.addr, "auto", "").replace(
+        "routes: web }",
+        "routes: web, timeouts: { keepalive_idle: 300ms }, http2: { keepalive_interval: 200ms, keepalive_timeout: 200ms } }",
+    );
+    let app = support::start(&yaml);
+    let addr = app.listener_addr("web").unwrap();
+    // Idle: GOAWAY and a graceful close after keepalive_idle with no stream.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let conn_task = tokio::spawn(conn);
+    let mut c = client.ready().await.unwrap();
+    let (resp, _) = c
+        .send_request(h2up::request("a.test", "/echo", &[]), true)
+        .unwrap();
+    assert_eq!(resp.await.unwrap().status(), 200);
+    let t = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(3), conn_task)
+        .await
+        .expect("idle connection closed")
+        .unwrap();
+    assert!(r.is_ok(), "{r:?}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+
+    // Dead peer: a client that sent the preface but never answers PING is closed.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
+    raw.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let mut buf = vec![0u8; 4096];
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match raw.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "a peer that never answers PING must be closed"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        t.elapsed()
+    );
+    app.shutdown();
+}

@@ -5,6 +5,7 @@
 //! streamed back (flow-controlled), then trailers `x-trailer: done` plus `x-got-<name>` for each
 //! request trailer; `/delay/<ms>` waits first; `/big/<n>` sends n bytes (flow-controlled) and
 //! records when it finished; `/hang` never answers and counts the client's cancel (RST_STREAM);
+//! `/refuse-once` refuses the first such stream (REFUSED_STREAM) and echoes later ones;
 //! `/reset` resets the stream with INTERNAL_ERROR before answering; `/reset-mid` sends headers and
 //! 1 KiB, then resets with INTERNAL_ERROR.
 
@@ -26,6 +27,7 @@ pub struct Stats {
     pub hangs: AtomicUsize,
     pub cancels: AtomicUsize,
     pub big_done: AtomicBool,
+    pub refused: AtomicUsize,
 }
 
 pub struct H2Upstream {
@@ -34,6 +36,11 @@ pub struct H2Upstream {
 }
 
 pub async fn h2_echo() -> H2Upstream {
+    h2_echo_with(None).await
+}
+
+/// Like [`h2_echo`]; with `Some(n)`, each connection says GOAWAY (graceful) after n streams.
+pub async fn h2_echo_with(goaway_after: Option<usize>) -> H2Upstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stats = Arc::new(Stats::default());
@@ -56,9 +63,14 @@ pub async fn h2_echo() -> H2Upstream {
                 else {
                     return;
                 };
+                let mut served = 0;
                 while let Some(Ok((req, respond))) = conn.accept().await {
                     st.streams.fetch_add(1, Ordering::SeqCst);
                     tokio::spawn(serve_stream(st.clone(), req, respond));
+                    served += 1;
+                    if goaway_after == Some(served) {
+                        conn.graceful_shutdown();
+                    }
                 }
             });
         }
@@ -106,6 +118,10 @@ async fn serve_stream(
         if r.is_ok() {
             st.cancels.fetch_add(1, Ordering::SeqCst);
         }
+        return;
+    }
+    if path == "/refuse-once" && st.refused.fetch_add(1, Ordering::SeqCst) == 0 {
+        respond.send_reset(Reason::REFUSED_STREAM);
         return;
     }
     if path == "/reset" {
