@@ -390,6 +390,27 @@ clusters:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_body_limit_is_resource_exhausted() {
+    let up = grpc_upstream().await;
+    let app = support::start(&config(
+        up,
+        "",
+        ", limits: { max_request_body_bytes: 2048 }",
+    ));
+    let mut c = client(app.listener_addr("web").unwrap()).await;
+    // Small calls pass.
+    assert_eq!(
+        c.unary(req("small")).await.unwrap().into_inner().message,
+        "small"
+    );
+    let big = "x".repeat(100);
+    let msgs: Vec<EchoRequest> = (0..100).map(|_| req(&big)).collect();
+    let err = c.client_stream(tokio_stream::iter(msgs)).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    app.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_down_is_unavailable() {
     let app = support::start(&config(support::closed_port(), "", ""));
     let mut c = client(app.listener_addr("web").unwrap()).await;

@@ -47,6 +47,8 @@ enum Fail {
     Refused,
     /// The deadline passed.
     Timeout,
+    /// The request body passed the size limit.
+    TooLarge,
 }
 
 /// Forwards the request; returns the status sent (if any) and an error for the access log.
@@ -99,7 +101,18 @@ pub async fn forward(
     };
     request_headers(&mut parts.headers, &route.request_headers, conn, info);
 
-    let mut body = RequestBody::new(body);
+    let limit = l.limits.max_request_body_bytes;
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if limit > 0 && declared.is_some_and(|n| n > limit) {
+        let e = ProxyError::BodyTooLarge;
+        let status = fail(&mut respond, info, &e);
+        return (Some(status), Some(e.to_string()));
+    }
+    let mut body = RequestBody::new(body, limit);
     let eos = body.src.is_end_stream();
     let mut attempt = 0;
     loop {
@@ -213,6 +226,24 @@ fn answer_failure(
             d.send_reset(reason);
             (None, Some(format!("upstream stream failed: {e}")))
         }
+        (Fail::TooLarge, None) => {
+            let e = ProxyError::BodyTooLarge;
+            (Some(fail(respond, info, &e)), Some(e.to_string()))
+        }
+        (Fail::TooLarge, Some(d)) => {
+            if info.grpc {
+                let t = grpc::status_trailers(
+                    grpc_status::RESOURCE_EXHAUSTED,
+                    &ProxyError::BodyTooLarge.to_string(),
+                );
+                if d.send_trailers(t).is_err() {
+                    d.send_reset(Reason::CANCEL);
+                }
+            } else {
+                d.send_reset(Reason::CANCEL);
+            }
+            (None, Some(ProxyError::BodyTooLarge.to_string()))
+        }
         (Fail::Refused, _) => {
             let e = ProxyError::UpstreamClosed;
             (
@@ -271,7 +302,7 @@ async fn exchange(
         let s = down.insert(s);
         relay(&mut up_body, s).await.map_err(|e| match e {
             RelayError::Source(e) => Fail::Up(e),
-            RelayError::Dest(_) | RelayError::DestReset(_) => Fail::Down,
+            RelayError::Dest(_) | RelayError::DestReset(_) | RelayError::TooLarge => Fail::Down,
         })?;
         Ok(status)
     };
@@ -282,8 +313,10 @@ async fn exchange(
         if !request_done && let Poll::Ready(r) = request_side.as_mut().poll(cx) {
             request_done = true;
             // A failure of the upstream side shows on the response too; the client's is ours.
-            if let Err(RelayError::Source(_)) = r {
-                return Poll::Ready(Err(Fail::Down));
+            match r {
+                Err(RelayError::Source(_)) => return Poll::Ready(Err(Fail::Down)),
+                Err(RelayError::TooLarge) => return Poll::Ready(Err(Fail::TooLarge)),
+                _ => {}
             }
         }
         response_side.as_mut().poll(cx)

@@ -24,6 +24,8 @@ pub enum RelayError {
     Dest(h2::Error),
     /// The destination's peer reset the stream with this reason.
     DestReset(h2::Reason),
+    /// The request body passed the listener's `max_request_body_bytes`.
+    TooLarge,
 }
 
 /// Sends `chunk` on `dst`, waiting for flow-control capacity.
@@ -101,12 +103,14 @@ pub struct RequestBody {
     replay_len: usize,
     replayable: bool,
     ended: bool,
-    /// Chunks taken from the source.
-    pub taken: u64,
+    /// Body bytes taken from the source so far.
+    received: u64,
+    /// Most body bytes accepted (0 = unlimited).
+    limit: u64,
 }
 
 impl RequestBody {
-    pub fn new(src: RecvStream) -> Self {
+    pub fn new(src: RecvStream, limit: u64) -> Self {
         let ended = src.is_end_stream();
         Self {
             src,
@@ -114,7 +118,8 @@ impl RequestBody {
             replay_len: 0,
             replayable: true,
             ended,
-            taken: 0,
+            received: 0,
+            limit,
         }
     }
 
@@ -147,7 +152,10 @@ impl RequestBody {
             match next_chunk(&mut self.src, dst).await? {
                 Some(chunk) => {
                     let n = chunk.len();
-                    self.taken += 1;
+                    self.received += n as u64;
+                    if self.limit > 0 && self.received > self.limit {
+                        return Err(RelayError::TooLarge);
+                    }
                     if answered.get() && self.replayable {
                         self.stop_replay();
                     }

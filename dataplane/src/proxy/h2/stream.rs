@@ -133,6 +133,10 @@ pub async fn handle(
                 );
                 return;
             }
+            let logged = snap.access_log.as_ref().map(|_| {
+                let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                (parts.method.to_string(), pq.to_string())
+            });
             let (status, err) = forward::forward(
                 &conn, &listener, route, &cluster, &info, parts, body, respond,
             )
@@ -143,8 +147,8 @@ pub async fn handle(
                     listener: &listener.name,
                     protocol: "http2",
                     client: conn.peer,
-                    method: None,
-                    path: None,
+                    method: logged.as_ref().map(|(m, _)| m.as_str()),
+                    path: logged.as_ref().map(|(_, p)| p.as_str()),
                     route: Some(&route.id),
                     cluster: Some(&cluster.name),
                     endpoint: None,
