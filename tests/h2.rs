@@ -19,12 +19,10 @@ routes:
   web:
     - domains: ["*"]
       routes:
-        - {{ match: {{ prefix: /h1/ }}, cluster: h1only }}
         - {{ match: {{ prefix: /rw/ }}, prefix_rewrite: /, cluster: up }}
         - {{ match: {{ prefix: / }}, cluster: up, response_headers: {{ add: {{ x-via: shoal }} }} }}
 clusters:
   - {{ name: up, protocol: http2, endpoints: ["{up}"] }}
-  - {{ name: h1only, protocol: http1, endpoints: ["{up}"] }}
 {extra}
 "#
     )
@@ -129,23 +127,131 @@ async fn http2_only_listener_serves_h2_and_rewrites_prefix() {
     app.shutdown();
 }
 
+/// h2 client -> Shoal -> HTTP/1.1 upstream: head mapping, bodies both ways (content-length and
+/// chunked), trailers (chunked trailers become HTTP/2 trailers).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn translation_not_supported_is_a_clear_502() {
-    let up = h2up::h2_echo().await;
-    let app = support::start(&config(up.addr, "auto", ""));
+async fn h2_downstream_to_http1_upstream() {
+    use tokio::io::AsyncWriteExt;
+    let echo = support::upstream::http_echo("h1").await;
+    // A raw HTTP/1.1 server answering chunked with trailers.
+    let chunked = support::upstream::raw_server(|mut s| async move {
+        let _ = support::upstream::read_until(&mut s, b"\r\n\r\n").await;
+        let _ = s
+            .write_all(
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: x-hop\r\nx-hop: 1\r\nx-kept: 2\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nx-t: done\r\n\r\n",
+            )
+            .await;
+    })
+    .await;
+    let yaml = format!(
+        r#"
+listeners:
+  - {{ name: web, address: "127.0.0.1:0", protocol: auto, routes: web }}
+routes:
+  web:
+    - domains: ["*"]
+      routes:
+        - {{ match: {{ prefix: /chunked }}, cluster: chunked }}
+        - {{ match: {{ prefix: / }}, cluster: echo }}
+clusters:
+  - {{ name: echo, protocol: http1, endpoints: ["{}"] }}
+  - {{ name: chunked, protocol: http1, endpoints: ["{}"] }}
+"#,
+        echo.addr, chunked.addr
+    );
+    let app = support::start(&yaml);
     let addr = app.listener_addr("web").unwrap();
-    // h2 downstream -> http1 cluster.
-    let mut c = h2up::client(addr).await.ready().await.unwrap();
+    let client = h2up::client(addr).await;
+
+    // Body without content-length (sent chunked upstream), echoed back with content-length.
+    let mut c = client.clone().ready().await.unwrap();
+    let (resp, mut send) = c
+        .send_request(
+            h2up::request("svc.test", "/p?q=1", &[("te", "trailers")]),
+            false,
+        )
+        .unwrap();
+    send.send_data(Bytes::from_static(b"hello "), false)
+        .unwrap();
+    send.send_data(Bytes::from_static(b"h1"), true).unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers().clone();
+    assert_eq!(h["x-echo-method"], "POST");
+    assert_eq!(h["x-echo-path"], "/p?q=1");
+    assert!(
+        h.get("keep-alive").is_none(),
+        "hop-by-hop field forwarded to h2"
+    );
+    let seen = h["x-echo-headers"].to_str().unwrap();
+    assert!(seen.contains("host: svc.test"), "{seen}");
+    assert!(seen.contains("x-forwarded-for: 127.0.0.1"), "{seen}");
+    assert!(!seen.contains("te:"), "{seen}");
+    let body = h2up::read_body(&mut resp.into_body()).await.unwrap();
+    assert_eq!(body, b"hello h1");
+
+    // Many requests reuse pooled HTTP/1.1 connections, large body with content-length.
+    let big = support::upstream::bytes(1 << 20, 9);
+    for _ in 0..5 {
+        let mut c = client.clone().ready().await.unwrap();
+        let (resp, mut send) = c
+            .send_request(
+                h2up::request("svc.test", "/big", &[("content-length", "1048576")]),
+                false,
+            )
+            .unwrap();
+        send.send_data(big.clone(), true).unwrap();
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = h2up::read_body(&mut resp.into_body()).await.unwrap();
+        assert!(body == big, "1 MiB echoed");
+    }
+    assert!(
+        echo.accepts() <= 2,
+        "{} upstream connections",
+        echo.accepts()
+    );
+
+    // Chunked response: payload decoded, trailers become HTTP/2 trailers.
+    let mut c = client.clone().ready().await.unwrap();
     let (resp, _) = c
         .send_request(
-            http::Request::get("http://a.test/h1/x").body(()).unwrap(),
+            http::Request::get("http://svc.test/chunked")
+                .body(())
+                .unwrap(),
             true,
         )
         .unwrap();
     let resp = resp.await.unwrap();
-    assert_eq!(resp.status(), 502);
-    // HTTP/1.1 downstream -> http2 cluster.
-    let (status, body) = support::get(addr, "a.test", "/").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-kept"], "2");
+    assert!(
+        resp.headers().get("x-hop").is_none(),
+        "field named in Connection forwarded"
+    );
+    assert!(resp.headers().get("transfer-encoding").is_none());
+    let mut body = resp.into_body();
+    assert_eq!(h2up::read_body(&mut body).await.unwrap(), b"hello world");
+    let trailers = body.trailers().await.unwrap().expect("trailers");
+    assert_eq!(trailers["x-t"], "done");
+
+    // HTTP/1.1 downstream -> http2 cluster is not translated (yet): a clear 502.
+    let yaml = format!(
+        r#"
+listeners:
+  - {{ name: web, address: "127.0.0.1:0", protocol: auto, routes: web }}
+routes:
+  web:
+    - domains: ["*"]
+      routes: [{{ match: {{ prefix: / }}, cluster: up }}]
+clusters:
+  - {{ name: up, protocol: http2, endpoints: ["{}"] }}
+"#,
+        echo.addr
+    );
+    app.shutdown();
+    let app = support::start(&yaml);
+    let (status, body) = support::get(app.listener_addr("web").unwrap(), "a.test", "/").await;
     assert_eq!(status, 502);
     assert!(body.contains("translation"), "{body}");
     app.shutdown();

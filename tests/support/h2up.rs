@@ -187,7 +187,13 @@ async fn serve_stream(
 /// An h2c client connection to `addr` (driven by a spawned task).
 pub async fn client(addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
     let tcp = TcpStream::connect(addr).await.expect("connect to shoal");
-    let (send, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    // Like the upstream, a connection window large enough that h2's budget for buffered small
+    // DATA frames (half the window) covers hundreds of concurrent streams.
+    let (send, conn) = h2::client::Builder::new()
+        .initial_connection_window_size(8 << 20)
+        .handshake(tcp)
+        .await
+        .expect("h2 handshake");
     tokio::spawn(async move {
         let _ = conn.await;
     });

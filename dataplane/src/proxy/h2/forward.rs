@@ -29,6 +29,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri};
 use super::relay::{RelayError, RequestBody, relay};
 use super::server::ConnShared;
 use super::stream::{ReqInfo, fail};
+use crate::config::ClusterProtocol;
 use crate::error::{ProxyError, grpc_status};
 use crate::proxy::grpc;
 use crate::route::{HeaderOps, PathMatch, Route};
@@ -111,6 +112,25 @@ pub async fn forward(
         let e = ProxyError::BodyTooLarge;
         let status = fail(&mut respond, info, &e);
         return (Some(status), Some(e.to_string()));
+    }
+    if cluster.protocol == ClusterProtocol::Http1 {
+        let head_deadline = match (call_deadline, head_timeout) {
+            (Some(at), _) => Some(at),
+            (None, t) => t.map(|t| now + t),
+        };
+        return super::to_h1::forward(
+            conn,
+            l,
+            route,
+            cluster,
+            info,
+            &parts,
+            &uri,
+            body,
+            respond,
+            head_deadline,
+        )
+        .await;
     }
     let mut body = RequestBody::new(body, limit);
     let eos = body.src.is_end_stream();
@@ -379,7 +399,7 @@ async fn acquire(ctx: &WorkerCtx, cluster: &Cluster) -> Result<Lease, ProxyError
 }
 
 /// `http://{authority}{path}` with the route's prefix rewrite applied.
-fn upstream_uri(parts: &Parts, route: &Route) -> Result<Uri, ProxyError> {
+pub(super) fn upstream_uri(parts: &Parts, route: &Route) -> Result<Uri, ProxyError> {
     let authority = match parts.uri.authority() {
         Some(a) => a.clone(),
         None => parts
@@ -401,7 +421,7 @@ fn upstream_uri(parts: &Parts, route: &Route) -> Result<Uri, ProxyError> {
 }
 
 /// Fields that are connection-specific (never forwarded in HTTP/2).
-fn strip_connection_headers(h: &mut HeaderMap) {
+pub(super) fn strip_connection_headers(h: &mut HeaderMap) {
     for name in [CONNECTION, TRANSFER_ENCODING, UPGRADE, HOST] {
         h.remove(name);
     }
@@ -412,7 +432,7 @@ fn strip_connection_headers(h: &mut HeaderMap) {
     }
 }
 
-fn apply_ops(h: &mut HeaderMap, ops: &HeaderOps) {
+pub(super) fn apply_ops(h: &mut HeaderMap, ops: &HeaderOps) {
     for name in &ops.remove {
         h.remove(name.as_str());
     }
@@ -427,7 +447,12 @@ fn apply_ops(h: &mut HeaderMap, ops: &HeaderOps) {
 }
 
 /// The request head as the upstream sees it.
-fn request_headers(h: &mut HeaderMap, ops: &HeaderOps, conn: &ConnShared, info: &ReqInfo) {
+pub(super) fn request_headers(
+    h: &mut HeaderMap,
+    ops: &HeaderOps,
+    conn: &ConnShared,
+    info: &ReqInfo,
+) {
     strip_connection_headers(h);
     apply_ops(h, ops);
     // X-Forwarded-For: the existing chain, then this client.

@@ -6,6 +6,7 @@
 //!   gRPC-shaped errors.
 //! - [`forward`]: the exchange with an HTTP/2 upstream through the worker's `H2Pool`, with
 //!   deadlines, one retry of a refused request, reset propagation both ways.
+//! - [`to_h1`]: the same request translated for an HTTP/1.1 upstream.
 //! - [`relay`]: DATA frames relayed with flow control and trailers.
 //! - [`io`]: replays the bytes protocol sniffing already read.
 
@@ -14,5 +15,6 @@ pub mod io;
 pub mod relay;
 pub mod server;
 pub mod stream;
+pub mod to_h1;
 
 pub use server::serve;

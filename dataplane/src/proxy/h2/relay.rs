@@ -29,7 +29,7 @@ pub enum RelayError {
 }
 
 /// Sends `chunk` on `dst`, waiting for flow-control capacity.
-async fn send_chunk(dst: &mut SendStream<Bytes>, mut chunk: Bytes) -> Result<(), RelayError> {
+pub async fn send_chunk(dst: &mut SendStream<Bytes>, mut chunk: Bytes) -> Result<(), RelayError> {
     while !chunk.is_empty() {
         dst.reserve_capacity(chunk.len());
         let cap = dst.capacity();

@@ -13,7 +13,6 @@ use http::{HeaderValue, Request, Response};
 use super::forward;
 use super::server::StreamGuard;
 use crate::access_log::{self, Entry};
-use crate::config::ClusterProtocol;
 use crate::error::ProxyError;
 use crate::proxy::grpc;
 use crate::route::{self, Action, RequestHead};
@@ -120,19 +119,6 @@ pub async fn handle(
                 log_line(status, Some(&route.id), None, Some(e.to_string()));
                 return;
             };
-            if cluster.protocol == ClusterProtocol::Http1 {
-                let e = ProxyError::Unsupported(
-                    "HTTP/2 to HTTP/1.1 translation is not supported: set the cluster's protocol to http2 or auto",
-                );
-                let status = fail(&mut respond, &info, &e);
-                log_line(
-                    status,
-                    Some(&route.id),
-                    Some(&cluster.name),
-                    Some(e.to_string()),
-                );
-                return;
-            }
             let logged = snap.access_log.as_ref().map(|_| {
                 let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
                 (parts.method.to_string(), pq.to_string())

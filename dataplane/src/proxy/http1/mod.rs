@@ -9,7 +9,8 @@
 //! pool when the exchange left it reusable. `Upgrade` (WebSocket) becomes a byte tunnel after 101.
 
 pub mod chunked;
-mod head;
+pub mod dechunk;
+pub mod head;
 mod respond;
 
 use std::io::Write;
