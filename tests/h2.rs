@@ -235,25 +235,77 @@ clusters:
     let trailers = body.trailers().await.unwrap().expect("trailers");
     assert_eq!(trailers["x-t"], "done");
 
-    // HTTP/1.1 downstream -> http2 cluster is not translated (yet): a clear 502.
-    let yaml = format!(
-        r#"
-listeners:
-  - {{ name: web, address: "127.0.0.1:0", protocol: auto, routes: web }}
-routes:
-  web:
-    - domains: ["*"]
-      routes: [{{ match: {{ prefix: / }}, cluster: up }}]
-clusters:
-  - {{ name: up, protocol: http2, endpoints: ["{}"] }}
-"#,
-        echo.addr
-    );
     app.shutdown();
-    let app = support::start(&yaml);
-    let (status, body) = support::get(app.listener_addr("web").unwrap(), "a.test", "/").await;
-    assert_eq!(status, 502);
-    assert!(body.contains("translation"), "{body}");
+}
+
+/// HTTP/1.1 client -> Shoal -> h2 upstream: Host -> :authority, content-length and chunked
+/// request bodies (chunked trailers become h2 trailers), the h2 response back as chunked with
+/// its trailers, keep-alive kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_downstream_to_h2_upstream() {
+    use tokio::io::AsyncWriteExt;
+    let up = h2up::h2_echo().await;
+    let app = support::start(&config(up.addr, "auto", ""));
+    let addr = app.listener_addr("web").unwrap();
+
+    // hyper client, content-length body.
+    let (status, headers, body) = support::request(
+        addr,
+        http::Method::POST,
+        "svc.test:8080",
+        "/echo?x=1",
+        &[
+            ("x-forwarded-for", "10.1.1.1"),
+            ("connection", "x-secret"),
+            ("x-secret", "s"),
+        ],
+        b"hello h2".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body, b"hello h2");
+    assert_eq!(headers["x-echo-path"], "/echo");
+    assert_eq!(headers["x-echo-authority"], "svc.test:8080");
+    let seen = headers["x-echo-headers"].to_str().unwrap();
+    assert!(
+        seen.contains("x-forwarded-for: 10.1.1.1, 127.0.0.1"),
+        "{seen}"
+    );
+    assert!(!seen.contains("x-secret"), "{seen}");
+    assert!(!seen.contains("host:"), "{seen}");
+
+    // Raw client: chunked body with trailers, two requests on one connection.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    for round in 0..2 {
+        s.write_all(
+            b"POST /echo HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\nx-req: 1\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let got = support::upstream::read_until(&mut s, b"x-got-x-req: 1\r\n\r\n").await;
+        let text = String::from_utf8_lossy(&got).to_string();
+        assert!(text.starts_with("HTTP/1.1 200"), "round {round}: {text}");
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "{text}"
+        );
+        assert!(text.contains("hello"), "{text}");
+        assert!(text.contains(", world"), "{text}");
+        assert!(
+            text.contains("x-got-x-req: 1\r\n"),
+            "request trailer forwarded: {text}"
+        );
+        assert!(
+            text.contains("\r\n0\r\nx-trailer: done\r\n"),
+            "upstream trailers in the last chunk: {text}"
+        );
+    }
+    assert_eq!(
+        up.stats.accepts.load(Ordering::SeqCst),
+        1,
+        "one multiplexed upstream connection"
+    );
     app.shutdown();
 }
 

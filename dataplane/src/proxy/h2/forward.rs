@@ -354,7 +354,7 @@ fn classify(e: h2::Error) -> Fail {
 }
 
 /// Opens a stream on the leased connection (waiting, bounded, for a free stream slot).
-async fn open_stream(
+pub(crate) async fn open_stream(
     lease: &Lease,
     req: Request<()>,
     eos: bool,
@@ -367,7 +367,7 @@ async fn open_stream(
     send.send_request(req, eos).map_err(ProxyError::UpstreamH2)
 }
 
-async fn acquire(ctx: &WorkerCtx, cluster: &Cluster) -> Result<Lease, ProxyError> {
+pub(crate) async fn acquire(ctx: &WorkerCtx, cluster: &Cluster) -> Result<Lease, ProxyError> {
     let mut last = ProxyError::NoHealthyUpstream;
     for _ in 0..cluster.endpoints.len().clamp(1, 2) {
         let Some(addr) = ctx.balancer.pick(cluster, Instant::now()) else {
@@ -432,7 +432,7 @@ pub(super) fn strip_connection_headers(h: &mut HeaderMap) {
     }
 }
 
-pub(super) fn apply_ops(h: &mut HeaderMap, ops: &HeaderOps) {
+pub(crate) fn apply_ops(h: &mut HeaderMap, ops: &HeaderOps) {
     for name in &ops.remove {
         h.remove(name.as_str());
     }

@@ -7,11 +7,13 @@
 //! stream the body (content-length or chunked, never buffered whole), read the response head
 //! (route timeout -> 504), stream the response body back, return the upstream connection to the
 //! pool when the exchange left it reusable. `Upgrade` (WebSocket) becomes a byte tunnel after 101.
+//! A cluster with `protocol: http2` gets the request translated ([`to_h2`]).
 
 pub mod chunked;
 pub mod dechunk;
 pub mod head;
 mod respond;
+mod to_h2;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -403,7 +405,11 @@ async fn one_request(
         }
     }
     // --- Forward ---
-    let result = forward(ctx, l, route, &cluster, conn, &mut req).await;
+    let result = if cluster.protocol == ClusterProtocol::Http2 {
+        to_h2::forward(ctx, l, route, &cluster, conn, &mut req).await
+    } else {
+        forward(ctx, l, route, &cluster, conn, &mut req).await
+    };
     let (status, endpoint, next, err) = match result {
         Ok(done) => (done.status, Some(done.endpoint), done.next, None),
         Err(f) => {
@@ -543,12 +549,6 @@ fn plan_route<'s>(r: &'s Route, ctx: &WorkerCtx, host: &str, path_and_query: &st
             }
         }
         action => match action.cluster(ctx.balancer.random_u32()) {
-            Some(c) if c.protocol == ClusterProtocol::Http2 => Plan::Local {
-                status: 502,
-                body: b"HTTP/1.1 to HTTP/2 translation is not supported: set the cluster's protocol to http1 or auto\n",
-                location: None,
-                close: false,
-            },
             Some(c) => Plan::Forward {
                 route: r,
                 cluster: c.clone(),
