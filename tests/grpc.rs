@@ -294,8 +294,8 @@ async fn deadlines_end_in_deadline_exceeded() {
     assert_eq!(n, 8);
     app.shutdown();
 
-    // A route timeout is a deadline Shoal enforces itself (the upstream is not told of it by
-    // the client), and caps a longer grpc-timeout.
+    // A route timeout is a deadline Shoal enforces itself (the upstream is not told of it when
+    // the client set none), and caps a longer grpc-timeout.
     let app = support::start(&config(up, ", timeout: 300ms", ""));
     let mut c = client(app.listener_addr("web").unwrap()).await;
     let t = Instant::now();
@@ -309,6 +309,11 @@ async fn deadlines_end_in_deadline_exceeded() {
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     assert_eq!(err.message(), "upstream timed out");
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let resp = c.unary(req("no deadline")).await.unwrap();
+    assert!(
+        resp.metadata().get("x-seen-timeout").is_none(),
+        "a route timeout alone is not announced upstream"
+    );
     let mut r = Request::new(req("fast"));
     r.set_timeout(Duration::from_secs(30));
     let resp = c.unary(r).await.unwrap();

@@ -85,8 +85,9 @@ pub async fn forward(
     } else {
         None
     };
-    if let Some(d) = call_deadline {
-        // The upstream sees the deadline Shoal enforces (possibly capped by the route).
+    if let Some(d) = call_deadline.filter(|_| parts.headers.contains_key("grpc-timeout")) {
+        // A client deadline goes on as the one Shoal enforces (possibly capped by the route); a
+        // route timeout alone is Shoal's policy and is not announced.
         let ms = d.as_millis().clamp(1, 99_999_999);
         if let Ok(v) = HeaderValue::from_str(&format!("{ms}m")) {
             parts.headers.insert("grpc-timeout", v);
