@@ -457,3 +457,12 @@ clusters:
     assert_eq!(err.message(), "no route");
     app.shutdown();
 }
+
+#[test]
+fn grpc_example_config_is_valid() {
+    let spec = shoal_dataplane::config::ConfigSpec::from_yaml(include_str!(
+        "../deploy/grpc-example/shoal.yaml"
+    ))
+    .expect("parses");
+    shoal_dataplane::snapshot::compile(&spec, None).expect("compiles");
+}
