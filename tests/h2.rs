@@ -585,3 +585,44 @@ async fn idle_connection_gets_goaway_and_dead_peer_is_closed() {
     );
     app.shutdown();
 }
+
+/// Rapid reset (CVE-2023-44487): a client that opens and immediately resets streams in bulk is
+/// answered with GOAWAY (ENHANCE_YOUR_CALM) instead of costing unbounded work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_reset_flood_gets_goaway() {
+    let up = h2up::h2_echo().await;
+    let app = support::start(&config(up.addr, "auto", ""));
+    let addr = app.listener_addr("web").unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let conn_task = tokio::spawn(conn);
+    let mut c = client.ready().await.unwrap();
+    let mut refused = false;
+    for _ in 0..5000 {
+        match c.send_request(h2up::request("a.test", "/hang", &[]), false) {
+            Ok((_, mut send)) => send.send_reset(Reason::CANCEL),
+            Err(_) => {
+                refused = true;
+                break;
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+    let r = tokio::time::timeout(Duration::from_secs(5), conn_task)
+        .await
+        .expect("Shoal closes a rapid-reset connection")
+        .unwrap();
+    let err = r.expect_err("closed with an error");
+    // GOAWAY(ENHANCE_YOUR_CALM); the client may instead see the socket close while it is still
+    // writing its flood.
+    assert!(
+        err.reason() == Some(Reason::ENHANCE_YOUR_CALM) || err.is_io(),
+        "{err} (refused early: {refused})"
+    );
+    let reached = up.stats.streams.load(Ordering::SeqCst);
+    assert!(
+        reached < 500,
+        "{reached} of the reset streams reached the upstream"
+    );
+    app.shutdown();
+}
