@@ -368,6 +368,18 @@ clusters:
         took >= Duration::from_millis(190) && took < Duration::from_secs(2),
         "{took:?}"
     );
+    // The upstream connection dies in the middle of a call: the call ends with UNAVAILABLE in
+    // trailers after the headers already sent.
+    let (resp, _) = c
+        .send_request(h2up::request("a.test", "/die-mid", &grpc[..2]), true)
+        .unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let data = h2up::read_body(&mut body).await.unwrap();
+    assert_eq!(data.len(), 1024);
+    let trailers = body.trailers().await.unwrap().expect("status trailers");
+    assert_eq!(trailers["grpc-status"], "14", "{trailers:?}");
     // The upstream saw the deadline.
     let (resp, _) = c
         .send_request(h2up::request("a.test", "/echo", &grpc), true)

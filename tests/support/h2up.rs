@@ -6,6 +6,7 @@
 //! request trailer; `/delay/<ms>` waits first; `/big/<n>` sends n bytes (flow-controlled) and
 //! records when it finished; `/hang` never answers and counts the client's cancel (RST_STREAM);
 //! `/refuse-once` refuses the first such stream (REFUSED_STREAM) and echoes later ones;
+//! `/die-mid` sends headers and 1 KiB, then the upstream drops the whole connection;
 //! `/reset` resets the stream with INTERNAL_ERROR before answering; `/reset-mid` sends headers and
 //! 1 KiB, then resets with INTERNAL_ERROR.
 
@@ -64,9 +65,17 @@ pub async fn h2_echo_with(goaway_after: Option<usize>) -> H2Upstream {
                     return;
                 };
                 let mut served = 0;
-                while let Some(Ok((req, respond))) = conn.accept().await {
+                let die = Arc::new(tokio::sync::Notify::new());
+                loop {
+                    let next = tokio::select! {
+                        n = conn.accept() => n,
+                        _ = die.notified() => return, // drops the connection: TCP close
+                    };
+                    let Some(Ok((req, respond))) = next else {
+                        break;
+                    };
                     st.streams.fetch_add(1, Ordering::SeqCst);
-                    tokio::spawn(serve_stream(st.clone(), req, respond));
+                    tokio::spawn(serve_stream(st.clone(), req, respond, die.clone()));
                     served += 1;
                     if goaway_after == Some(served) {
                         conn.graceful_shutdown();
@@ -99,6 +108,7 @@ async fn serve_stream(
     st: Arc<Stats>,
     req: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
+    die: Arc<tokio::sync::Notify>,
 ) {
     let path = req.uri().path().to_string();
     let headers: Vec<String> = req
@@ -141,6 +151,15 @@ async fn serve_stream(
     let Ok(mut send) = respond.send_response(resp, false) else {
         return;
     };
+    if path == "/die-mid" {
+        send_all(&mut send, Bytes::from(vec![b'x'; 1024])).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        die.notify_one();
+        // Keep the stream handle: dropping it would send RST_STREAM before the close.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(send);
+        return;
+    }
     if path == "/reset-mid" {
         send_all(&mut send, Bytes::from(vec![b'x'; 1024])).await;
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -197,7 +197,9 @@ pub async fn forward(
             }
         }
         up_send.send_reset(Reason::CANCEL);
-        return answer_failure(&mut respond, down.as_mut(), info, fail_kind);
+        let (status, err) = answer_failure(&mut respond, down.as_mut(), info, fail_kind);
+        tracing::debug!(cluster = %cluster.name, error = ?err, "h2 exchange failed");
+        return (status, err);
     }
 }
 
@@ -241,6 +243,15 @@ fn answer_failure(
         (Fail::Up(e), None) => {
             let e = ProxyError::UpstreamH2(e);
             (Some(fail(respond, info, &e)), Some(e.to_string()))
+        }
+        (Fail::Up(e), Some(d)) if info.grpc && !e.is_reset() => {
+            // The upstream connection broke mid-call (not a reset the upstream chose): end the
+            // call with a status the client can act on.
+            let t = grpc::status_trailers(grpc_status::UNAVAILABLE, "upstream connection lost");
+            if d.send_trailers(t).is_err() {
+                d.send_reset(Reason::INTERNAL_ERROR);
+            }
+            (None, Some(format!("upstream stream failed: {e}")))
         }
         (Fail::Up(e), Some(d)) => {
             let reason = e.reason().unwrap_or(Reason::INTERNAL_ERROR);
