@@ -626,3 +626,46 @@ async fn rapid_reset_flood_gets_goaway() {
     );
     app.shutdown();
 }
+
+/// `Upgrade: h2c` over HTTP/1.1 is declined politely: served as HTTP/1.1, the upgrade fields not
+/// forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_upgrade_is_served_as_http1() {
+    let echo = support::upstream::http_echo("h1").await;
+    let yaml = format!(
+        r#"
+listeners:
+  - {{ name: web, address: "127.0.0.1:0", protocol: auto, routes: web }}
+routes:
+  web:
+    - domains: ["*"]
+      routes: [{{ match: {{ prefix: / }}, cluster: echo }}]
+clusters:
+  - {{ name: echo, endpoints: ["{}"] }}
+"#,
+        echo.addr
+    );
+    let app = support::start(&yaml);
+    let addr = app.listener_addr("web").unwrap();
+    let (status, headers, _) = support::request(
+        addr,
+        http::Method::GET,
+        "a.test",
+        "/x",
+        &[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let seen = headers["x-echo-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(!seen.contains("upgrade"), "{seen}");
+    assert!(!seen.contains("http2-settings"), "{seen}");
+    app.shutdown();
+}
