@@ -493,7 +493,7 @@ async fn refused_stream_is_retried_once_with_its_body() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_goaway_reconnects_without_failing_requests() {
     // Every upstream connection says GOAWAY after 3 streams.
-    let up = h2up::h2_echo_with(Some(3)).await;
+    let up = h2up::h2_echo_with(Some(3), None).await;
     let app = support::start(&config(up.addr, "auto", ""));
     let addr = app.listener_addr("web").unwrap();
     let client = h2up::client(addr).await;
@@ -667,5 +667,41 @@ clusters:
         .to_ascii_lowercase();
     assert!(!seen.contains("upgrade"), "{seen}");
     assert!(!seen.contains("http2-settings"), "{seen}");
+    app.shutdown();
+}
+
+/// An upstream allowing 5 concurrent streams: a burst of 20 requests is spread over more
+/// connections by the peer's real limit, none refused or failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_stream_limit_opens_more_connections() {
+    let up = h2up::h2_echo_with(None, Some(5)).await;
+    let app = support::start(&config(up.addr, "auto", ""));
+    let addr = app.listener_addr("web").unwrap();
+    let client = h2up::client(addr).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = c.ready().await.unwrap();
+            let (resp, _) = c
+                .send_request(h2up::request("a.test", "/delay/300", &[]), true)
+                .unwrap();
+            let resp = resp.await.unwrap();
+            assert_eq!(resp.status(), 200, "request {i}");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let accepts = up.stats.accepts.load(Ordering::SeqCst);
+    assert!(
+        accepts >= 4,
+        "20 concurrent streams at 5 per connection: {accepts} connections"
+    );
+    assert_eq!(
+        up.stats.streams.load(Ordering::SeqCst),
+        20,
+        "no stream refused and retried"
+    );
     app.shutdown();
 }

@@ -37,11 +37,12 @@ pub struct H2Upstream {
 }
 
 pub async fn h2_echo() -> H2Upstream {
-    h2_echo_with(None).await
+    h2_echo_with(None, None).await
 }
 
-/// Like [`h2_echo`]; with `Some(n)`, each connection says GOAWAY (graceful) after n streams.
-pub async fn h2_echo_with(goaway_after: Option<usize>) -> H2Upstream {
+/// Like [`h2_echo`]; with `Some(n)`, each connection says GOAWAY (graceful) after n streams;
+/// `max_streams` is its SETTINGS_MAX_CONCURRENT_STREAMS.
+pub async fn h2_echo_with(goaway_after: Option<usize>, max_streams: Option<u32>) -> H2Upstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stats = Arc::new(Stats::default());
@@ -56,12 +57,13 @@ pub async fn h2_echo_with(goaway_after: Option<usize>) -> H2Upstream {
             tokio::spawn(async move {
                 // A connection window of 8 MiB (h2's default is 64 KiB) also raises h2's budget
                 // for buffered small DATA frames (half the window) above 200 streams' worth.
-                let Ok(mut conn) = h2::server::Builder::new()
-                    .initial_connection_window_size(8 << 20)
-                    .initial_window_size(1 << 20)
-                    .handshake(tcp)
-                    .await
-                else {
+                let mut b = h2::server::Builder::new();
+                b.initial_connection_window_size(8 << 20)
+                    .initial_window_size(1 << 20);
+                if let Some(m) = max_streams {
+                    b.max_concurrent_streams(m);
+                }
+                let Ok(mut conn) = b.handshake(tcp).await else {
                     return;
                 };
                 let mut served = 0;

@@ -6,6 +6,7 @@
 //! own. A connection whose driver task ended (GOAWAY, I/O error, peer close), or on which a new
 //! stream could not be opened, is marked closed and never leased again. Connections with no stream
 //! in flight for the cluster's `pool.idle_timeout` are dropped by `reap` (h2 then sends GOAWAY).
+//! A new connection is used once the peer's SETTINGS are known (one PING round trip).
 //! Each connection is driven by its own `monoio::spawn`ed task on this worker; nothing is shared
 //! across cores and nothing here locks.
 
@@ -16,7 +17,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use std::future::poll_fn;
+
 use bytes::Bytes;
+use h2::Ping;
 use h2::client::SendRequest;
 use monoio::io::IntoPollIo;
 
@@ -158,11 +162,14 @@ async fn open(addr: SocketAddr, timeout: Duration, max_idle: Duration) -> io::Re
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONN_WINDOW)
         .enable_push(false)
+        // Until the peer's SETTINGS say otherwise (RFC 9113 recommends allowing at least 100).
+        .initial_max_send_streams(100)
         .handshake::<_, Bytes>(io);
-    let (send, conn) = monoio::time::timeout(timeout, handshake)
+    let (send, mut conn) = monoio::time::timeout(timeout, handshake)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "h2 handshake timed out"))?
         .map_err(|e| io::Error::other(format!("h2 handshake: {e}")))?;
+    let ping = conn.ping_pong();
     let closed = Rc::new(Cell::new(false));
     let done = closed.clone();
     monoio::spawn(async move {
@@ -171,6 +178,21 @@ async fn open(addr: SocketAddr, timeout: Duration, max_idle: Duration) -> io::Re
         }
         done.set(true);
     });
+    // The peer's SETTINGS (its max concurrent streams) come before its answer to a PING: wait for
+    // that one round trip so a burst of requests on a new connection is spread by the real
+    // limit instead of being refused.
+    if let Some(mut pp) = ping {
+        let settled = async {
+            pp.send_ping(Ping::opaque()).ok()?;
+            poll_fn(|cx| pp.poll_pong(cx)).await.ok()
+        };
+        if !matches!(monoio::time::timeout(timeout, settled).await, Ok(Some(_))) {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "h2 peer did not answer the first PING",
+            ));
+        }
+    }
     Ok(H2Conn {
         send,
         in_flight: Cell::new(0),

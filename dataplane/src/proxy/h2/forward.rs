@@ -44,8 +44,9 @@ enum Fail {
     Down,
     /// The upstream failed (reset, I/O, protocol).
     Up(h2::Error),
-    /// The upstream refused the stream without processing it.
-    Refused,
+    /// The upstream refused the stream without processing it (`goaway`: the connection is going
+    /// away; otherwise REFUSED_STREAM, the connection stays usable).
+    Refused { goaway: bool },
     /// The deadline passed.
     Timeout,
     /// The request body passed the size limit.
@@ -189,8 +190,10 @@ pub async fn forward(
             Ok(status) => return (Some(status), None),
             Err(f) => f,
         };
-        if matches!(fail_kind, Fail::Refused) {
-            lease.mark_closed();
+        if let Fail::Refused { goaway } = fail_kind {
+            if goaway {
+                lease.mark_closed();
+            }
             if attempt == 1 && (eos || body.replayable()) {
                 tracing::debug!(cluster = %cluster.name, endpoint = %lease.addr, "upstream refused the stream; retrying once");
                 continue;
@@ -276,7 +279,7 @@ fn answer_failure(
             }
             (None, Some(ProxyError::BodyTooLarge.to_string()))
         }
-        (Fail::Refused, _) => {
+        (Fail::Refused { .. }, _) => {
             let e = ProxyError::UpstreamClosed;
             (
                 Some(fail(respond, info, &e)),
@@ -358,8 +361,10 @@ async fn exchange(
 
 /// An upstream error while waiting for the response head.
 fn classify(e: h2::Error) -> Fail {
-    if e.reason() == Some(Reason::REFUSED_STREAM) || (e.is_go_away() && e.is_remote()) {
-        Fail::Refused
+    if e.is_go_away() && e.is_remote() {
+        Fail::Refused { goaway: true }
+    } else if e.reason() == Some(Reason::REFUSED_STREAM) {
+        Fail::Refused { goaway: false }
     } else {
         Fail::Up(e)
     }
