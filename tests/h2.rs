@@ -705,3 +705,44 @@ async fn upstream_stream_limit_opens_more_connections() {
     );
     app.shutdown();
 }
+
+/// A config swap applies to the next stream of an established h2 connection; a stream in flight
+/// finishes on the config it started with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_swap_applies_to_next_stream_on_same_connection() {
+    let up = h2up::h2_echo().await;
+    let yaml = config(up.addr, "auto", "");
+    let app = support::start(&yaml);
+    let addr = app.listener_addr("web").unwrap();
+    let client = h2up::client(addr).await;
+    let mut c = client.clone().ready().await.unwrap();
+    let (slow, _) = c
+        .send_request(h2up::request("a.test", "/delay/500", &[]), true)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let swapped = yaml.replace(
+        "        - { match: { prefix: / }, cluster: up, response_headers: { add: { x-via: shoal } } }",
+        "        - { match: { prefix: / }, direct_response: { status: 204 } }",
+    );
+    assert_ne!(swapped, yaml);
+    let port = addr.port();
+    let swapped = swapped.replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    app.store().apply(support::spec(&swapped)).expect("applies");
+    let mut c = client.clone().ready().await.unwrap();
+    let (resp, _) = c
+        .send_request(h2up::request("a.test", "/echo", &[]), true)
+        .unwrap();
+    assert_eq!(
+        resp.await.unwrap().status(),
+        204,
+        "new stream uses the new routes"
+    );
+    let slow = slow.await.unwrap();
+    assert_eq!(
+        slow.status(),
+        200,
+        "stream in flight finishes on its config"
+    );
+    assert_eq!(slow.headers()["x-via"], "shoal");
+    app.shutdown();
+}
