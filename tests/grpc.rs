@@ -427,6 +427,58 @@ async fn request_body_limit_is_resource_exhausted() {
     app.shutdown();
 }
 
+/// A hung upstream (connection open, nothing answered) is found by the cluster's h2 keepalive:
+/// a call with no deadline ends UNAVAILABLE instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_upstream_is_closed_by_keepalive() {
+    let zombie = h2up::h2_zombie().await;
+    let yaml = format!(
+        r#"
+listeners:
+  - {{ name: web, address: "127.0.0.1:0", protocol: auto, routes: web }}
+routes:
+  web:
+    - domains: ["*"]
+      routes: [{{ match: {{ prefix: / }}, cluster: up }}]
+clusters:
+  - name: up
+    protocol: http2
+    endpoints: ["{}"]
+    http2: {{ keepalive_interval: 200ms, keepalive_timeout: 200ms }}
+"#,
+        zombie.addr
+    );
+    let app = support::start(&yaml);
+    let mut c = h2up::client(app.listener_addr("web").unwrap())
+        .await
+        .ready()
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let (resp, _) = c
+        .send_request(
+            h2up::request(
+                "a.test",
+                "/pkg.S/M",
+                &[("content-type", "application/grpc")],
+            ),
+            true,
+        )
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), resp)
+        .await
+        .expect("the call ends")
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["grpc-status"], "14", "{:?}", resp.headers());
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    app.shutdown();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_down_is_unavailable() {
     let app = support::start(&config(support::closed_port(), "", ""));

@@ -242,3 +242,52 @@ pub async fn read_body(body: &mut RecvStream) -> Result<Vec<u8>, h2::Error> {
     }
     Ok(out)
 }
+
+/// An h2 "zombie" upstream: answers the handshake (SETTINGS, SETTINGS ACK, the first PING), then
+/// never answers anything again while keeping the connection open, like a hung peer.
+pub async fn h2_zombie() -> super::upstream::Upstream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    super::upstream::raw_server(|mut s: TcpStream| async move {
+        if s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.is_err() {
+            return;
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        let mut tmp = [0u8; 4096];
+        let mut preface = false;
+        let mut pinged = false;
+        loop {
+            let n = match s.read(&mut tmp).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            buf.extend_from_slice(&tmp[..n]);
+            if !preface {
+                if buf.len() < 24 {
+                    continue;
+                }
+                buf.drain(..24);
+                preface = true;
+            }
+            while buf.len() >= 9 {
+                let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
+                if buf.len() < 9 + len {
+                    break;
+                }
+                let (kind, flags) = (buf[3], buf[4]);
+                let payload: Vec<u8> = buf[9..9 + len].to_vec();
+                buf.drain(..9 + len);
+                let ack = flags & 1 == 1;
+                if kind == 4 && !ack {
+                    let _ = s.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).await;
+                }
+                if kind == 6 && !ack && !pinged {
+                    pinged = true;
+                    let mut frame = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
+                    frame.extend_from_slice(&payload);
+                    let _ = s.write_all(&frame).await;
+                }
+            }
+        }
+    })
+    .await
+}

@@ -431,6 +431,29 @@ pub struct ClusterSpec {
     pub pool: PoolSpec,
     #[serde(default)]
     pub outlier: OutlierSpec,
+    /// HTTP/2 upstream connections (`protocol: http2` or `auto`).
+    #[serde(default)]
+    pub http2: ClusterHttp2Spec,
+}
+
+/// Keepalive of a cluster's HTTP/2 connections: a connection whose PING goes unanswered is
+/// closed (its streams fail over to UNAVAILABLE / 502 instead of hanging on a dead peer).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterHttp2Spec {
+    /// A PING is sent this often on each connection. Default 30s.
+    pub keepalive_interval: HumanDuration,
+    /// ...and must be answered within this. Default 10s.
+    pub keepalive_timeout: HumanDuration,
+}
+
+impl Default for ClusterHttp2Spec {
+    fn default() -> Self {
+        Self {
+            keepalive_interval: HumanDuration(Duration::from_secs(30)),
+            keepalive_timeout: HumanDuration(Duration::from_secs(10)),
+        }
+    }
 }
 
 fn default_connect_timeout() -> HumanDuration {

@@ -357,6 +357,14 @@ fn compile_cluster(
     if c.connect_timeout.get().is_zero() {
         errs.push(format!("{path}.connect_timeout"), "must be greater than 0");
     }
+    for (name, d) in [
+        ("keepalive_interval", c.http2.keepalive_interval),
+        ("keepalive_timeout", c.http2.keepalive_timeout),
+    ] {
+        if d.get().is_zero() {
+            errs.push(format!("{path}.http2.{name}"), "must be greater than 0");
+        }
+    }
     if c.outlier.consecutive_failures > 0 && c.outlier.ejection_time.get().is_zero() {
         errs.push(
             format!("{path}.outlier.ejection_time"),

@@ -6,7 +6,8 @@
 //! own. A connection whose driver task ended (GOAWAY, I/O error, peer close), or on which a new
 //! stream could not be opened, is marked closed and never leased again. Connections with no stream
 //! in flight for the cluster's `pool.idle_timeout` are dropped by `reap` (h2 then sends GOAWAY).
-//! A new connection is used once the peer's SETTINGS are known (one PING round trip).
+//! A new connection is used once the peer's SETTINGS are known (one PING round trip); then a
+//! PING every `http2.keepalive_interval` closes it if the peer stops answering.
 //! Each connection is driven by its own `monoio::spawn`ed task on this worker; nothing is shared
 //! across cores and nothing here locks.
 
@@ -24,6 +25,7 @@ use h2::Ping;
 use h2::client::SendRequest;
 use monoio::io::IntoPollIo;
 
+use super::Cluster;
 use super::pool::connect;
 use crate::signal::Signal;
 
@@ -100,12 +102,7 @@ impl H2Pool {
 
     /// A lease on `addr`: a pooled connection, or one opened now (waiting for a connect already
     /// under way to the same endpoint first).
-    pub async fn lease(
-        &self,
-        addr: SocketAddr,
-        connect_timeout: Duration,
-        max_idle: Duration,
-    ) -> io::Result<Lease> {
+    pub async fn lease(&self, addr: SocketAddr, cluster: &Cluster) -> io::Result<Lease> {
         loop {
             if let Some(l) = self.take(addr) {
                 return Ok(l);
@@ -118,7 +115,7 @@ impl H2Pool {
         }
         let sig = Signal::new();
         self.connecting.borrow_mut().insert(addr, sig.clone());
-        let opened = open(addr, connect_timeout, max_idle).await;
+        let opened = open(addr, cluster).await;
         self.connecting.borrow_mut().remove(&addr);
         sig.fire();
         let conn = Rc::new(opened?);
@@ -155,7 +152,8 @@ impl H2Pool {
     }
 }
 
-async fn open(addr: SocketAddr, timeout: Duration, max_idle: Duration) -> io::Result<H2Conn> {
+async fn open(addr: SocketAddr, cluster: &Cluster) -> io::Result<H2Conn> {
+    let timeout = cluster.connect_timeout;
     let tcp = connect(addr, timeout).await?;
     let io = tcp.into_poll_io()?;
     let handshake = h2::client::Builder::new()
@@ -172,9 +170,16 @@ async fn open(addr: SocketAddr, timeout: Duration, max_idle: Duration) -> io::Re
     let ping = conn.ping_pong();
     let closed = Rc::new(Cell::new(false));
     let done = closed.clone();
+    let dead = Signal::new();
+    let kill = dead.clone();
     monoio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(endpoint = %addr, error = %e, "upstream h2 connection ended");
+        monoio::select! {
+            r = conn => if let Err(e) = r {
+                tracing::debug!(endpoint = %addr, error = %e, "upstream h2 connection ended");
+            },
+            _ = kill.wait() => {
+                tracing::warn!(endpoint = %addr, "upstream h2 keepalive PING unanswered; closing the connection");
+            },
         }
         done.set(true);
     });
@@ -187,17 +192,49 @@ async fn open(addr: SocketAddr, timeout: Duration, max_idle: Duration) -> io::Re
             poll_fn(|cx| pp.poll_pong(cx)).await.ok()
         };
         if !matches!(monoio::time::timeout(timeout, settled).await, Ok(Some(_))) {
+            dead.fire();
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "h2 peer did not answer the first PING",
             ));
         }
+        monoio::spawn(keepalive(
+            pp,
+            cluster.spec.http2.keepalive_interval.get(),
+            cluster.spec.http2.keepalive_timeout.get(),
+            dead,
+            closed.clone(),
+        ));
     }
     Ok(H2Conn {
         send,
         in_flight: Cell::new(0),
         closed,
         idle_since: Cell::new(Instant::now()),
-        max_idle,
+        max_idle: cluster.pool.idle_timeout.get(),
     })
+}
+
+/// PINGs the connection every `interval`; fires `dead` when a PING is not answered in `timeout`.
+async fn keepalive(
+    mut pp: h2::PingPong,
+    interval: Duration,
+    timeout: Duration,
+    dead: Signal,
+    closed: Rc<Cell<bool>>,
+) {
+    loop {
+        monoio::time::sleep(interval).await;
+        if closed.get() || pp.send_ping(Ping::opaque()).is_err() {
+            return;
+        }
+        match monoio::time::timeout(timeout, poll_fn(|cx| pp.poll_pong(cx))).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                dead.fire();
+                return;
+            }
+        }
+    }
 }

@@ -224,6 +224,7 @@ mod tests {
                 connect_timeout: HumanDuration(Duration::from_secs(1)),
                 pool: PoolSpec::default(),
                 outlier: OutlierSpec::default(),
+                http2: Default::default(),
             },
         }
     }

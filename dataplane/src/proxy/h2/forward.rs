@@ -390,15 +390,7 @@ pub(crate) async fn acquire(ctx: &WorkerCtx, cluster: &Cluster) -> Result<Lease,
         let Some(addr) = ctx.balancer.pick(cluster, Instant::now()) else {
             return Err(last);
         };
-        match ctx
-            .h2pool
-            .lease(
-                addr,
-                cluster.connect_timeout,
-                cluster.pool.idle_timeout.get(),
-            )
-            .await
-        {
+        match ctx.h2pool.lease(addr, cluster).await {
             Ok(l) => {
                 if !l.reused {
                     ctx.balancer.report_success(addr);

@@ -85,3 +85,26 @@ fn unknown_http2_field_is_a_parse_error() {
     let err = ConfigSpec::from_yaml(&yaml).expect_err("unknown field");
     assert!(err.to_string().contains("max_streams"), "{err}");
 }
+
+#[test]
+fn cluster_http2_keepalive_defaults_and_validation() {
+    let yaml = format!("{BASE}listeners: []\n");
+    let snap = compile_yaml(&yaml).unwrap_or_else(|e| panic!("{e:#?}"));
+    let h = snap.clusters["a"].spec.http2;
+    assert_eq!(h.keepalive_interval.get(), Duration::from_secs(30));
+    assert_eq!(h.keepalive_timeout.get(), Duration::from_secs(10));
+    let bad = BASE.replace(
+        "{ name: b, protocol: auto, endpoints: [\"127.0.0.1:9002\"] }",
+        "{ name: b, protocol: auto, endpoints: [\"127.0.0.1:9002\"], http2: { keepalive_interval: 0s, keepalive_timeout: 0s } }",
+    );
+    assert_ne!(bad, BASE);
+    let errs = compile_yaml(&bad).expect_err("rejected");
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "clusters[1].http2.keepalive_interval",
+            "clusters[1].http2.keepalive_timeout"
+        ]
+    );
+}
