@@ -746,3 +746,70 @@ async fn route_swap_applies_to_next_stream_on_same_connection() {
     assert_eq!(slow.headers()["x-via"], "shoal");
     app.shutdown();
 }
+
+/// A client opening more streams than `http2.max_concurrent_streams` gets REFUSED_STREAM for the
+/// extra ones (raw frames: a well-behaved client library would queue them instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_over_the_limit_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = h2up::h2_echo().await;
+    let yaml = config(up.addr, "auto", "").replace(
+        "routes: web }",
+        "routes: web, http2: { max_concurrent_streams: 2 } }",
+    );
+    let app = support::start(&yaml);
+    let addr = app.listener_addr("web").unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]); // SETTINGS
+    // HPACK: :method GET, :scheme http, :path /hang (literal), :authority a (literal).
+    let block: &[u8] = &[
+        0x82, 0x86, 0x44, 5, b'/', b'h', b'a', b'n', b'g', 0x41, 1, b'a',
+    ];
+    for id in [1u32, 3, 5] {
+        out.extend_from_slice(&[0, 0, block.len() as u8, 1, 0x5]); // HEADERS, END_STREAM|END_HEADERS
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(block);
+    }
+    s.write_all(&out).await.unwrap();
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let refused = loop {
+        // Parse complete frames looking for RST_STREAM.
+        let mut at = 0;
+        let mut found = None;
+        while buf.len() >= at + 9 {
+            let len = u32::from_be_bytes([0, buf[at], buf[at + 1], buf[at + 2]]) as usize;
+            if buf.len() < at + 9 + len {
+                break;
+            }
+            let kind = buf[at + 3];
+            let id = u32::from_be_bytes([buf[at + 5], buf[at + 6], buf[at + 7], buf[at + 8]])
+                & 0x7fff_ffff;
+            if kind == 3 && len == 4 {
+                let code =
+                    u32::from_be_bytes([buf[at + 9], buf[at + 10], buf[at + 11], buf[at + 12]]);
+                found = Some((id, code));
+            }
+            at += 9 + len;
+        }
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "no RST_STREAM");
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut tmp))
+            .await
+            .expect("read")
+            .unwrap();
+        assert!(n > 0, "connection closed without RST_STREAM");
+        buf.extend_from_slice(&tmp[..n]);
+    };
+    assert_eq!(refused, (5, 7), "stream 5 refused with REFUSED_STREAM (7)");
+    assert!(
+        up.stats.hangs.load(Ordering::SeqCst) <= 2,
+        "the refused stream never reached the upstream"
+    );
+    drop(s);
+    app.shutdown();
+}
