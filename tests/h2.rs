@@ -238,6 +238,49 @@ clusters:
     app.shutdown();
 }
 
+/// h2 -> HTTP/1.1: a pooled connection the upstream closed silently is replaced for a bodyless
+/// request instead of failing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_to_http1_replaces_a_stale_pooled_connection() {
+    use tokio::io::AsyncWriteExt;
+    // Answers one request per connection as if keep-alive, then closes without saying so.
+    let up = support::upstream::raw_server(|mut s| async move {
+        let _ = support::upstream::read_until(&mut s, b"\r\n\r\n").await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await;
+        let _ = s.shutdown().await;
+    })
+    .await;
+    let yaml = format!(
+        r#"
+listeners:
+  - {{ name: web, address: "127.0.0.1:0", protocol: auto, routes: web }}
+routes:
+  web:
+    - domains: ["*"]
+      routes: [{{ match: {{ prefix: / }}, cluster: up }}]
+clusters:
+  - {{ name: up, protocol: http1, endpoints: ["{}"] }}
+"#,
+        up.addr
+    );
+    let app = support::start(&yaml);
+    let client = h2up::client(app.listener_addr("web").unwrap()).await;
+    for i in 0..3 {
+        let mut c = client.clone().ready().await.unwrap();
+        let (resp, _) = c
+            .send_request(http::Request::get("http://a.test/").body(()).unwrap(), true)
+            .unwrap();
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), 200, "request {i}");
+        assert_eq!(h2up::read_body(&mut resp.into_body()).await.unwrap(), b"ok");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(up.accepts(), 3);
+    app.shutdown();
+}
+
 /// HTTP/1.1 client -> Shoal -> h2 upstream: Host -> :authority, content-length and chunked
 /// request bodies (chunked trailers become h2 trailers), the h2 response back as chunked with
 /// its trailers, keep-alive kept.

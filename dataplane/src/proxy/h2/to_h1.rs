@@ -6,7 +6,8 @@
 //! head is read with httparse (hop-by-hop fields dropped) and its body becomes DATA frames within
 //! the client's flow-control window: content-length, close-delimited, or chunked decoded
 //! ([`crate::proxy::http1::dechunk`]) with its trailers sent as trailers. The upstream connection
-//! goes back to the worker's HTTP/1.1 pool after a complete, reusable exchange.
+//! goes back to the worker's HTTP/1.1 pool after a complete, reusable exchange; a bodyless request
+//! that meets a pooled connection the upstream had closed is sent again on a fresh one.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -63,44 +64,69 @@ pub async fn forward(
         return (Some(fail(&mut respond, info, &e)), Some(e.to_string()));
     };
     let _in_flight = ctx.balancer.start_request(addr);
-    let pooled = ctx
-        .pool
-        .take(addr, cluster.pool.idle_timeout.get(), Instant::now());
-    let stream = match pooled {
-        Some(s) => s,
-        None => match connect(addr, cluster.connect_timeout).await {
-            Ok(s) => {
-                ctx.balancer.report_success(addr);
-                s
-            }
-            Err(e) => {
-                ctx.balancer.report_failure(cluster, addr, Instant::now());
-                let e = ProxyError::UpstreamConnect(e);
-                return (Some(fail(&mut respond, info, &e)), Some(e.to_string()));
-            }
-        },
+    let mut body = body;
+    let eos = body.is_end_stream();
+    let mut fresh = false;
+    let (ex, result, down) = loop {
+        let pooled = if fresh {
+            None
+        } else {
+            ctx.pool
+                .take(addr, cluster.pool.idle_timeout.get(), Instant::now())
+        };
+        let reused = pooled.is_some();
+        let stream = match pooled {
+            Some(s) => s,
+            None => match connect(addr, cluster.connect_timeout).await {
+                Ok(s) => {
+                    ctx.balancer.report_success(addr);
+                    s
+                }
+                Err(e) => {
+                    ctx.balancer.report_failure(cluster, addr, Instant::now());
+                    let e = ProxyError::UpstreamConnect(e);
+                    return (Some(fail(&mut respond, info, &e)), Some(e.to_string()));
+                }
+            },
+        };
+        let mut ex = Exchange {
+            up: stream,
+            buf: ctx.bufs.get_small(),
+            out: ctx.bufs.get_small(),
+            idle: l.timeouts.idle,
+            limit: l.limits.max_request_body_bytes,
+            max_head: l.limits.max_response_head_bytes,
+            max_headers: l.limits.max_headers,
+        };
+        let mut down: Option<SendStream<Bytes>> = None;
+        let result = ex
+            .run(
+                parts,
+                uri,
+                &mut body,
+                &mut respond,
+                &mut down,
+                route,
+                head_deadline,
+            )
+            .await;
+        // A pooled connection the upstream had already closed: a request without a body is
+        // still whole, so it is sent again once on a fresh connection.
+        if reused
+            && eos
+            && matches!(
+                result,
+                Err(Fail::Early(
+                    ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_)
+                ))
+            )
+        {
+            fresh = true;
+            continue;
+        }
+        break (ex, result, down);
     };
-    let mut ex = Exchange {
-        up: stream,
-        buf: ctx.bufs.get_small(),
-        out: ctx.bufs.get_small(),
-        idle: l.timeouts.idle,
-        limit: l.limits.max_request_body_bytes,
-        max_head: l.limits.max_response_head_bytes,
-        max_headers: l.limits.max_headers,
-    };
-    let mut down: Option<SendStream<Bytes>> = None;
-    let result = ex
-        .run(
-            parts,
-            uri,
-            body,
-            &mut respond,
-            &mut down,
-            route,
-            head_deadline,
-        )
-        .await;
+    let mut down = down;
     let Exchange { up, buf, out, .. } = ex;
     ctx.bufs.put_small(out);
     match result {
@@ -149,7 +175,7 @@ impl Exchange {
         &mut self,
         parts: &Parts,
         uri: &Uri,
-        mut body: RecvStream,
+        body: &mut RecvStream,
         respond: &mut SendResponse<Bytes>,
         down: &mut Option<SendStream<Bytes>>,
         route: &Route,
@@ -162,7 +188,7 @@ impl Exchange {
             .await
             .map_err(|e| Fail::Early(ProxyError::UpstreamIo(e)))?;
         if !eos {
-            self.send_body(&mut body, chunked).await?;
+            self.send_body(body, chunked).await?;
         }
         let is_head = parts.method == http::Method::HEAD;
         let (status, info, head_len, resp) = self.read_head(is_head, head_deadline).await?;
