@@ -6,6 +6,8 @@ mod support;
 
 mod ca_cli;
 mod config_changes;
+mod grpc;
+mod h2;
 mod http1;
 mod http1_errors;
 mod process;

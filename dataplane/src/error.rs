@@ -38,6 +38,10 @@ pub enum ProxyError {
     DownstreamIo(io::Error),
     #[error("client timed out")]
     DownstreamTimeout,
+    #[error("upstream http/2 error: {0}")]
+    UpstreamH2(h2::Error),
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
 }
 
 impl ProxyError {
@@ -53,7 +57,9 @@ impl ProxyError {
             ProxyError::UpstreamConnect(_)
             | ProxyError::UpstreamIo(_)
             | ProxyError::UpstreamClosed
-            | ProxyError::UpstreamProtocol(_) => 502,
+            | ProxyError::UpstreamProtocol(_)
+            | ProxyError::UpstreamH2(_)
+            | ProxyError::Unsupported(_) => 502,
             ProxyError::UpstreamTimeout => 504,
             ProxyError::DownstreamIo(_) => 400,
             ProxyError::DownstreamTimeout => 408,
@@ -68,7 +74,7 @@ impl ProxyError {
             | ProxyError::MethodNotAllowed(_)
             | ProxyError::DownstreamIo(_)
             | ProxyError::DownstreamTimeout => Side::Downstream,
-            ProxyError::NoRoute => Side::Internal,
+            ProxyError::NoRoute | ProxyError::Unsupported(_) => Side::Internal,
             _ => Side::Upstream,
         }
     }
@@ -88,6 +94,37 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => "upstream request timeout",
             ProxyError::DownstreamIo(_) => "bad request",
             ProxyError::DownstreamTimeout => "request timeout",
+            ProxyError::UpstreamH2(_) => "upstream http/2 error",
+            ProxyError::Unsupported(why) => why,
+        }
+    }
+}
+
+/// gRPC status codes Shoal answers with when it fails a call itself.
+pub mod grpc_status {
+    pub const INTERNAL: u32 = 13;
+    pub const UNAVAILABLE: u32 = 14;
+    pub const DEADLINE_EXCEEDED: u32 = 4;
+    pub const UNIMPLEMENTED: u32 = 12;
+    pub const RESOURCE_EXHAUSTED: u32 = 8;
+}
+
+impl ProxyError {
+    /// The gRPC status a gRPC client gets for this failure (the one place this is decided).
+    pub fn grpc_status(&self) -> u32 {
+        use grpc_status::*;
+        match self {
+            ProxyError::NoRoute | ProxyError::MethodNotAllowed(_) => UNIMPLEMENTED,
+            ProxyError::HeadTooLarge | ProxyError::BodyTooLarge => RESOURCE_EXHAUSTED,
+            ProxyError::UpstreamTimeout | ProxyError::DownstreamTimeout => DEADLINE_EXCEEDED,
+            ProxyError::NoHealthyUpstream
+            | ProxyError::UpstreamConnect(_)
+            | ProxyError::UpstreamIo(_)
+            | ProxyError::UpstreamClosed
+            | ProxyError::UpstreamProtocol(_)
+            | ProxyError::UpstreamH2(_)
+            | ProxyError::Unsupported(_) => UNAVAILABLE,
+            ProxyError::BadRequest(_) | ProxyError::DownstreamIo(_) => INTERNAL,
         }
     }
 }

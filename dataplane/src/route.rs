@@ -29,6 +29,23 @@ impl HeaderSource for [httparse::Header<'_>] {
     }
 }
 
+impl HeaderSource for http::HeaderMap {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.get(name).map(|v| v.as_bytes())
+    }
+}
+
+/// `application/grpc` or `application/grpc+proto` (`;` parameters allowed), case-insensitive.
+pub fn is_grpc(content_type: Option<&[u8]>) -> bool {
+    const CT: &[u8] = b"application/grpc";
+    match content_type {
+        Some(v) if v.len() >= CT.len() && v[..CT.len()].eq_ignore_ascii_case(CT) => {
+            matches!(v.get(CT.len()), None | Some(b'+' | b';'))
+        }
+        _ => false,
+    }
+}
+
 impl HeaderSource for [(&str, &str)] {
     fn header(&self, name: &str) -> Option<&[u8]> {
         self.iter()
@@ -80,6 +97,8 @@ pub struct RouteMatch {
     /// Uppercase method names; empty = any.
     pub methods: Vec<String>,
     pub headers: Vec<HeaderMatch>,
+    /// A gRPC match: the content-type must be `application/grpc` or `application/grpc+...`.
+    pub grpc: bool,
 }
 
 #[derive(Debug, Default)]
@@ -208,6 +227,9 @@ impl RouteMatch {
         if !self.methods.is_empty() && !self.methods.iter().any(|m| m == req.method) {
             return false;
         }
+        if self.grpc && !is_grpc(req.headers.header("content-type")) {
+            return false;
+        }
         self.headers.iter().all(|h| {
             let value = req.headers.header(&h.name);
             match (&h.kind, value) {
@@ -246,3 +268,6 @@ impl Action {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod grpc_tests;

@@ -26,6 +26,7 @@ use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 use crate::proxy::http1::HeaderStore;
 use crate::signal::Signal;
 use crate::snapshot::ConfigStore;
+use crate::upstream::h2pool::H2Pool;
 use crate::upstream::lb::Balancer;
 use crate::upstream::pool::Pool;
 
@@ -76,6 +77,8 @@ pub struct WorkerCtx {
     pub store: Arc<ConfigStore>,
     pub balancer: Balancer,
     pub pool: Pool,
+    /// Multiplexed HTTP/2 upstream connections.
+    pub h2pool: H2Pool,
     /// Open downstream connections.
     pub active: Cell<usize>,
     /// Fired when the worker starts draining.
@@ -271,6 +274,7 @@ fn run_thread(
         store,
         balancer: Balancer::new(),
         pool: Pool::default(),
+        h2pool: H2Pool::default(),
         active: Cell::new(0),
         draining: Signal::new(),
         bufs: BufPool::default(),
@@ -329,6 +333,7 @@ async fn worker_main(ctx: Rc<WorkerCtx>, mut rx: UnboundedReceiver<WorkerCmd>) {
                     );
                 }
                 ctx.pool.clear();
+                ctx.h2pool.clear();
                 return;
             }
         }
@@ -344,6 +349,7 @@ async fn housekeeping(ctx: Rc<WorkerCtx>) {
             return;
         }
         ctx.pool.reap(Instant::now());
+        ctx.h2pool.reap(Instant::now());
         let version = ctx.store.version();
         if version != seen {
             seen = version;

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod h2up;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -12,8 +13,19 @@ use shoal_dataplane::config::ConfigSpec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Logs to the test output when RUST_LOG is set (e.g. `RUST_LOG=shoal_dataplane=debug`).
+fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// Starts Shoal in-process with `yaml` (workers default to 1, unpinned).
 pub fn start(yaml: &str) -> App {
+    init_logs();
     let mut spec = ConfigSpec::from_yaml(yaml).expect("test config parses");
     spec.workers.get_or_insert(1);
     App::start(AppOptions {

@@ -113,10 +113,13 @@ impl Default for TimeoutsSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ListenerProtocol {
-    /// Sniffs the first bytes: HTTP/1.1 (h2 and TLS are detected and refused until supported).
+    /// Sniffs the first bytes: HTTP/1.1 or HTTP/2 prior knowledge (h2c) on the same port
+    /// (TLS is detected and refused until supported).
     #[default]
     Auto,
     Http1,
+    /// HTTP/2 only (prior knowledge, h2c).
+    Http2,
     Tcp,
 }
 
@@ -141,6 +144,51 @@ pub struct ListenerSpec {
     /// Overrides of the top-level timeouts for this listener (fields not set are inherited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<TimeoutsOverride>,
+    /// HTTP/2 settings of `auto` and `http2` listeners (defaults when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2: Option<Http2Spec>,
+}
+
+/// A listener's HTTP/2 settings. The defaults bound per-connection memory (windows x streams) and
+/// keep the h2 crate's abuse defences on: rapid reset (CVE-2023-44487) through the reset-stream
+/// limits, header-list and frame size limits, REFUSED_STREAM past `max_concurrent_streams`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http2Spec {
+    /// Streams a client may have open at once; more are refused (REFUSED_STREAM). Default 256.
+    pub max_concurrent_streams: u32,
+    /// Per-stream receive window in bytes. Default 1 MiB (65535..=2147483647).
+    pub initial_stream_window_size: u32,
+    /// Per-connection receive window in bytes. Default 4 MiB (65535..=2147483647).
+    pub initial_connection_window_size: u32,
+    /// Largest frame payload accepted. Default 16384 (16384..=16777215).
+    pub max_frame_size: u32,
+    /// Largest decoded header list of a request. Default 64 KiB.
+    pub max_header_list_size: u32,
+    /// Locally reset streams remembered at once (h2 default 10 is kept). Default 10.
+    pub max_concurrent_reset_streams: usize,
+    /// Streams a client may reset before Shoal accepts them (rapid reset defence). Default 20.
+    pub max_pending_accept_reset_streams: usize,
+    /// A PING is sent after this long with no frame from the client. Default 30s.
+    pub keepalive_interval: HumanDuration,
+    /// A PING not answered within this closes the connection. Default 10s.
+    pub keepalive_timeout: HumanDuration,
+}
+
+impl Default for Http2Spec {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 256,
+            initial_stream_window_size: 1 << 20,
+            initial_connection_window_size: 4 << 20,
+            max_frame_size: 16 * 1024,
+            max_header_list_size: 64 * 1024,
+            max_concurrent_reset_streams: 10,
+            max_pending_accept_reset_streams: 20,
+            keepalive_interval: HumanDuration(Duration::from_secs(30)),
+            keepalive_timeout: HumanDuration(Duration::from_secs(10)),
+        }
+    }
 }
 
 /// A listener's `limits`: each field set replaces the top-level value.
@@ -259,6 +307,20 @@ pub struct MatchSpec {
     /// Header conditions, all of which must hold. `name: "value"` is an exact match.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, HeaderMatchSpec>,
+    /// gRPC call match: `:path` is `/service/method` (any method when absent) and the
+    /// content-type is `application/grpc*`. Not combined with path, prefix or regex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcMatchSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcMatchSpec {
+    /// Fully qualified service name, e.g. `helloworld.Greeter`.
+    pub service: String,
+    /// Method name, e.g. `SayHello`; every method of the service when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
 }
 
 /// `name: "value"` (exact) or `name: { exact | present | regex }`.
@@ -335,6 +397,10 @@ impl HeaderOpsSpec {
 pub enum ClusterProtocol {
     #[default]
     Http1,
+    /// HTTP/2 prior knowledge (h2c): multiplexed connections per endpoint per worker.
+    Http2,
+    /// The downstream request's protocol (HTTP/1.1 -> http1, HTTP/2 -> http2).
+    Auto,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -365,6 +431,29 @@ pub struct ClusterSpec {
     pub pool: PoolSpec,
     #[serde(default)]
     pub outlier: OutlierSpec,
+    /// HTTP/2 upstream connections (`protocol: http2` or `auto`).
+    #[serde(default)]
+    pub http2: ClusterHttp2Spec,
+}
+
+/// Keepalive of a cluster's HTTP/2 connections: a connection whose PING goes unanswered is
+/// closed (its streams fail over to UNAVAILABLE / 502 instead of hanging on a dead peer).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterHttp2Spec {
+    /// A PING is sent this often on each connection. Default 30s.
+    pub keepalive_interval: HumanDuration,
+    /// ...and must be answered within this. Default 10s.
+    pub keepalive_timeout: HumanDuration,
+}
+
+impl Default for ClusterHttp2Spec {
+    fn default() -> Self {
+        Self {
+            keepalive_interval: HumanDuration(Duration::from_secs(30)),
+            keepalive_timeout: HumanDuration(Duration::from_secs(10)),
+        }
+    }
 }
 
 fn default_connect_timeout() -> HumanDuration {

@@ -1,18 +1,18 @@
 //! Protocol handlers. A worker hands every accepted connection to [`serve`], which picks the
-//! handler from the listener's protocol (sniffing the first bytes for `auto`).
+//! handler from the listener's protocol (sniffing the first bytes for `auto`): [`tcp`],
+//! [`http1`], or [`h2`] (HTTP/2 prior knowledge, gRPC-aware through [`grpc`]).
 
 pub mod detect;
+pub mod grpc;
+pub mod h2;
 pub mod http1;
 pub mod io;
 pub mod tcp;
 
+use monoio::net::TcpStream;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
-
-use monoio::io::AsyncWriteRentExt;
-use monoio::net::TcpStream;
 
 use crate::config::ListenerProtocol;
 use crate::snapshot::{Listener, ListenerKind, Snapshot};
@@ -36,25 +36,18 @@ pub async fn serve(
         (ListenerKind::Http { .. }, ListenerProtocol::Http1) => {
             http1::serve(ctx, snap, listener, stream, peer, Vec::new()).await
         }
+        (ListenerKind::Http { .. }, ListenerProtocol::Http2) => {
+            h2::serve(ctx, snap, listener, stream, peer, Vec::new()).await
+        }
         (ListenerKind::Http { .. }, _) => {
             let (detected, buf) = detect::sniff(&mut stream, listener.timeouts.header_read).await;
             match detected {
                 Detected::Http1 => http1::serve(ctx, snap, listener, stream, peer, buf).await,
+                Detected::H2 => h2::serve(ctx, snap, listener, stream, peer, buf).await,
                 Detected::Closed => {}
-                Detected::H2 | Detected::Tls => {
-                    // Not served yet: say so in a way both protocols' clients surface as an error.
-                    tracing::debug!(listener = %listener.name, client = %peer, protocol = ?detected, "protocol not supported on this listener");
-                    if detected == Detected::H2 {
-                        // GOAWAY(last_stream_id=0, HTTP_1_1_REQUIRED) after an empty SETTINGS.
-                        let frames: Vec<u8> = [
-                            &[0, 0, 0, 4, 0, 0, 0, 0, 0][..],
-                            &[0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xd][..],
-                        ]
-                        .concat();
-                        let _ =
-                            monoio::time::timeout(Duration::from_secs(1), stream.write_all(frames))
-                                .await;
-                    }
+                Detected::Tls => {
+                    // Not served yet (issue 4): close.
+                    tracing::debug!(listener = %listener.name, client = %peer, "TLS not supported on this listener yet");
                 }
             }
         }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::config::{
-    ClusterSpec, ConfigSpec, HeaderMatchSpec, HeaderOpsSpec, LimitsSpec, ListenerProtocol,
-    ListenerSpec, RouteSpec, TimeoutsSpec, VirtualHostSpec,
+    ClusterSpec, ConfigSpec, HeaderMatchSpec, HeaderOpsSpec, Http2Spec, LimitsSpec,
+    ListenerProtocol, ListenerSpec, RouteSpec, TimeoutsSpec, VirtualHostSpec,
 };
 use crate::route::{
     Action, HeaderMatch, HeaderMatchKind, HeaderOps, PathMatch, Redirect, Route, RouteMatch,
@@ -209,6 +209,16 @@ fn compile_listener(
     if l.timeouts.is_some() {
         check_timeouts(&format!("{path}.timeouts"), &t, errs);
     }
+    let http2 = l.http2.unwrap_or_default();
+    if let Some(h) = &l.http2 {
+        if matches!(l.protocol, ListenerProtocol::Tcp | ListenerProtocol::Http1) {
+            errs.push(
+                format!("{path}.http2"),
+                "only `auto` and `http2` listeners speak HTTP/2",
+            );
+        }
+        check_http2(&format!("{path}.http2"), h, errs);
+    }
     let kind = match l.protocol {
         ListenerProtocol::Tcp => {
             if l.routes.is_some() {
@@ -231,7 +241,7 @@ fn compile_listener(
                 },
             }
         }
-        ListenerProtocol::Http1 | ListenerProtocol::Auto => {
+        ListenerProtocol::Http1 | ListenerProtocol::Http2 | ListenerProtocol::Auto => {
             if l.cluster.is_some() {
                 errs.push(
                     format!("{path}.cluster"),
@@ -271,7 +281,64 @@ fn compile_listener(
             idle: t.idle.get(),
             request: t.request.get(),
         },
+        http2,
     })
+}
+
+fn check_http2(path: &str, h: &Http2Spec, errs: &mut Errors) {
+    const MAX_WINDOW: u32 = (1 << 31) - 1;
+    if h.max_concurrent_streams == 0 {
+        errs.push(
+            format!("{path}.max_concurrent_streams"),
+            "must be at least 1",
+        );
+    }
+    for (name, v) in [
+        ("initial_stream_window_size", h.initial_stream_window_size),
+        (
+            "initial_connection_window_size",
+            h.initial_connection_window_size,
+        ),
+    ] {
+        if !(65_535..=MAX_WINDOW).contains(&v) {
+            errs.push(
+                format!("{path}.{name}"),
+                "must be between 65535 and 2147483647",
+            );
+        }
+    }
+    if !(16_384..=16_777_215).contains(&h.max_frame_size) {
+        errs.push(
+            format!("{path}.max_frame_size"),
+            "must be between 16384 and 16777215",
+        );
+    }
+    if !(1024..=1 << 24).contains(&h.max_header_list_size) {
+        errs.push(
+            format!("{path}.max_header_list_size"),
+            "must be between 1024 and 16777216",
+        );
+    }
+    if h.max_concurrent_reset_streams > 10_000 {
+        errs.push(
+            format!("{path}.max_concurrent_reset_streams"),
+            "must be at most 10000",
+        );
+    }
+    if !(1..=10_000).contains(&h.max_pending_accept_reset_streams) {
+        errs.push(
+            format!("{path}.max_pending_accept_reset_streams"),
+            "must be between 1 and 10000 (0 would turn off the rapid-reset defence)",
+        );
+    }
+    for (name, d) in [
+        ("keepalive_interval", h.keepalive_interval),
+        ("keepalive_timeout", h.keepalive_timeout),
+    ] {
+        if d.get().is_zero() {
+            errs.push(format!("{path}.{name}"), "must be greater than 0");
+        }
+    }
 }
 
 fn compile_cluster(
@@ -289,6 +356,14 @@ fn compile_cluster(
     }
     if c.connect_timeout.get().is_zero() {
         errs.push(format!("{path}.connect_timeout"), "must be greater than 0");
+    }
+    for (name, d) in [
+        ("keepalive_interval", c.http2.keepalive_interval),
+        ("keepalive_timeout", c.http2.keepalive_timeout),
+    ] {
+        if d.get().is_zero() {
+            errs.push(format!("{path}.http2.{name}"), "must be greater than 0");
+        }
     }
     if c.outlier.consecutive_failures > 0 && c.outlier.ejection_time.get().is_zero() {
         errs.push(
@@ -322,6 +397,7 @@ fn compile_cluster(
     Some(Arc::new(Cluster {
         name: Arc::from(c.name.as_str()),
         uid: CLUSTER_UID.fetch_add(1, Ordering::Relaxed),
+        protocol: c.protocol,
         lb: c.lb,
         endpoints,
         connect_timeout: c.connect_timeout.get(),
@@ -457,17 +533,24 @@ fn compile_route(
 ) -> Option<Route> {
     let before = errs.0.len();
     let m = &r.matcher;
-    let set = [m.path.is_some(), m.prefix.is_some(), m.regex.is_some()]
-        .iter()
-        .filter(|b| **b)
-        .count();
+    let set = [
+        m.path.is_some(),
+        m.prefix.is_some(),
+        m.regex.is_some(),
+        m.grpc.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
     if set > 1 {
         errs.push(
             format!("{path}.match"),
-            "use only one of path, prefix and regex",
+            "use only one of path, prefix, regex and grpc",
         );
     }
-    let path_match = if let Some(p) = &m.path {
+    let path_match = if let Some(g) = &m.grpc {
+        grpc_path(&format!("{path}.match.grpc"), g, errs)
+    } else if let Some(p) = &m.path {
         if !p.starts_with('/') {
             errs.push(format!("{path}.match.path"), "must start with '/'");
         }
@@ -663,6 +746,7 @@ fn compile_route(
             path: path_match,
             methods,
             headers,
+            grpc: m.grpc.is_some(),
         },
         action: action?,
         prefix_rewrite: r.prefix_rewrite.clone(),
@@ -673,6 +757,38 @@ fn compile_route(
         request_headers,
         response_headers,
     })
+}
+
+/// `grpc: { service, method }` -> the `:path` it matches: `/service/method` or `/service/`.
+fn grpc_path(path: &str, g: &crate::config::GrpcMatchSpec, errs: &mut Errors) -> PathMatch {
+    let ident = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+            && !s.starts_with('.')
+            && !s.ends_with('.')
+    };
+    if !ident(&g.service) {
+        errs.push(
+            format!("{path}.service"),
+            format!(
+                "{:?} is not a service name (package.Service: letters, digits, '_', '.')",
+                g.service
+            ),
+        );
+    }
+    match &g.method {
+        Some(m) => {
+            if !ident(m) || m.contains('.') {
+                errs.push(
+                    format!("{path}.method"),
+                    format!("{m:?} is not a method name (letters, digits, '_')"),
+                );
+            }
+            PathMatch::Exact(format!("/{}/{m}", g.service))
+        }
+        None => PathMatch::Prefix(format!("/{}/", g.service)),
+    }
 }
 
 /// A path written into a request line or a Location header: no spaces, no control characters.
@@ -709,3 +825,6 @@ fn header_ops(path: &str, ops: &HeaderOpsSpec, errs: &mut Errors) -> HeaderOps {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod http2_tests;

@@ -20,7 +20,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, Guard};
 
 use crate::access_log::AccessLog;
-use crate::config::{ConfigSpec, LimitsSpec, ListenerProtocol};
+use crate::config::{ConfigSpec, Http2Spec, LimitsSpec, ListenerProtocol};
 use crate::route::RouteTable;
 use crate::upstream::Cluster;
 use crate::worker::{WorkerCmd, WorkerLink};
@@ -49,6 +49,8 @@ pub struct Listener {
     pub kind: ListenerKind,
     pub limits: LimitsSpec,
     pub timeouts: Timeouts,
+    /// HTTP/2 settings (used by `auto` and `http2` listeners).
+    pub http2: Http2Spec,
 }
 
 #[derive(Debug)]

@@ -200,6 +200,7 @@ mod tests {
         Cluster {
             name: Arc::from("c"),
             uid: 7,
+            protocol: Default::default(),
             lb,
             endpoints: weights
                 .iter()
@@ -223,6 +224,7 @@ mod tests {
                 connect_timeout: HumanDuration(Duration::from_secs(1)),
                 pool: PoolSpec::default(),
                 outlier: OutlierSpec::default(),
+                http2: Default::default(),
             },
         }
     }

@@ -1,6 +1,7 @@
 //! Upstreams: compiled clusters (shared, immutable) and the per-worker state that serves them:
-//! connection pools ([`pool`]) and load balancing with passive health ([`lb`]).
+//! connection pools ([`pool`] for HTTP/1.1, [`h2pool`] for multiplexed HTTP/2) and load balancing with passive health ([`lb`]).
 
+pub mod h2pool;
 pub mod lb;
 pub mod pool;
 
@@ -8,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{ClusterSpec, LbPolicy, OutlierSpec, PoolSpec};
+use crate::config::{ClusterProtocol, ClusterSpec, LbPolicy, OutlierSpec, PoolSpec};
 
 /// A compiled cluster. Immutable; shared by every worker through the snapshot.
 #[derive(Debug)]
@@ -17,6 +18,7 @@ pub struct Cluster {
     /// Unique per compiled cluster: per-worker LB state is keyed by it. A recompile of an unchanged
     /// cluster reuses the same `Arc<Cluster>`, so its LB state survives config swaps.
     pub uid: u64,
+    pub protocol: ClusterProtocol,
     pub lb: LbPolicy,
     pub endpoints: Vec<Endpoint>,
     pub connect_timeout: Duration,

@@ -108,7 +108,10 @@ pub fn request_info(version: u8, headers: &[httparse::Header<'_>]) -> Result<Hea
                 upgrade_token |= t.eq_ignore_ascii_case(b"upgrade");
             }
         } else if n.eq_ignore_ascii_case("upgrade") {
-            upgrade_header = true;
+            // `Upgrade: h2c` (RFC 7540 §3.2) is declined politely: the request is served as
+            // HTTP/1.1 and the field, being hop-by-hop, is not forwarded. Clients that want
+            // HTTP/2 use prior knowledge, which `auto` listeners detect.
+            upgrade_header |= !tokens(h.value).all(|t| t.eq_ignore_ascii_case(b"h2c"));
         } else if n.eq_ignore_ascii_case("expect") {
             if trim(h.value).eq_ignore_ascii_case(b"100-continue") {
                 expect_continue = true;
@@ -316,6 +319,30 @@ mod tests {
                 .map(|i| (i.framing, i.keep_alive))
                 .map_err(|e| e.status());
             assert_eq!(&got, want, "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn upgrade_detection_declines_h2c() {
+        let cases: &[(&[(&str, &str)], bool)] = &[
+            (&[("connection", "upgrade"), ("upgrade", "websocket")], true),
+            (
+                &[
+                    ("connection", "Upgrade, HTTP2-Settings"),
+                    ("upgrade", "h2c"),
+                ],
+                false,
+            ),
+            (&[("connection", "upgrade"), ("upgrade", "H2C")], false),
+            (
+                &[("connection", "upgrade"), ("upgrade", "h2c, websocket")],
+                true,
+            ),
+            (&[("upgrade", "websocket")], false),
+        ];
+        for (headers, want) in cases {
+            let got = request_info(1, &hs(headers)).map(|i| i.upgrade);
+            assert_eq!(got.ok(), Some(*want), "{headers:?}");
         }
     }
 

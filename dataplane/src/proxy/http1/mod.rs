@@ -7,10 +7,13 @@
 //! stream the body (content-length or chunked, never buffered whole), read the response head
 //! (route timeout -> 504), stream the response body back, return the upstream connection to the
 //! pool when the exchange left it reusable. `Upgrade` (WebSocket) becomes a byte tunnel after 101.
+//! A cluster with `protocol: http2` gets the request translated ([`to_h2`]).
 
 pub mod chunked;
+pub mod dechunk;
 pub mod head;
 mod respond;
+mod to_h2;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -21,6 +24,7 @@ use std::time::{Duration, Instant};
 use monoio::net::TcpStream;
 
 use crate::access_log::{self, Entry};
+use crate::config::ClusterProtocol;
 use crate::error::ProxyError;
 use crate::route::{self, Action, PathMatch, RequestHead, Route};
 use crate::snapshot::{Listener, ListenerKind, Snapshot};
@@ -415,7 +419,11 @@ async fn one_request(
         }
     }
     // --- Forward ---
-    let result = forward(ctx, l, route, &cluster, conn, &mut req).await;
+    let result = if cluster.protocol == ClusterProtocol::Http2 {
+        to_h2::forward(ctx, l, route, &cluster, conn, &mut req).await
+    } else {
+        forward(ctx, l, route, &cluster, conn, &mut req).await
+    };
     let (status, endpoint, next, err) = match result {
         Ok(done) => (done.status, Some(done.endpoint), done.next, None),
         Err(f) => {
