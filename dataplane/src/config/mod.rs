@@ -36,6 +36,24 @@ pub struct ConfigSpec {
     /// Route tables by name; HTTP listeners refer to one by name.
     pub routes: BTreeMap<String, Vec<VirtualHostSpec>>,
     pub clusters: Vec<ClusterSpec>,
+    /// The admin API (gRPC on the admin thread). Off when absent. A process setting: read at
+    /// start only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminSpec>,
+    /// Directory where every applied config is persisted (atomically) and reloaded from at the
+    /// next start; see README "Persistence". Not persisted when absent. A process setting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<String>,
+}
+
+/// `admin:` the admin API's settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSpec {
+    /// `ip:port` of the gRPC admin API (e.g. `127.0.0.1:15000`; port 0 picks one). Loopback
+    /// only: another address needs mTLS, which is not supported yet. Off when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<String>,
 }
 
 impl ConfigSpec {

@@ -65,6 +65,7 @@ pub fn compile(spec: &ConfigSpec, prev: Option<&Snapshot>) -> Result<Snapshot, V
     {
         errs.push("access_log.path", "must be stdout, stderr or a file path");
     }
+    check_process_settings(spec, &mut errs);
 
     // Clusters.
     let mut clusters: HashMap<String, Arc<Cluster>> = HashMap::new();
@@ -138,6 +139,30 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// `admin` and `state_dir`: read at start only, but checked with everything else.
+fn check_process_settings(spec: &ConfigSpec, errs: &mut Errors) {
+    if let Some(grpc) = spec.admin.as_ref().and_then(|a| a.grpc.as_deref()) {
+        match grpc.parse::<SocketAddr>() {
+            Err(_) => errs.push("admin.grpc", format!("{grpc:?} is not an ip:port address")),
+            Ok(a) if !a.ip().is_loopback() => errs.push(
+                "admin.grpc",
+                format!(
+                    "{a} is not a loopback address: the admin API may listen elsewhere only \
+                     with mTLS, which is not supported yet (issue 5 follow-up); use 127.0.0.1"
+                ),
+            ),
+            Ok(_) => {}
+        }
+    }
+    if spec
+        .state_dir
+        .as_deref()
+        .is_some_and(|d| d.trim().is_empty())
+    {
+        errs.push("state_dir", "must be a directory path");
+    }
 }
 
 fn check_limits(path: &str, l: &LimitsSpec, errs: &mut Errors) {
