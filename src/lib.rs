@@ -1,5 +1,10 @@
-//! The `shoal` process: composes the data plane (workers + `ConfigStore`) and, later, the admin
-//! thread. `main.rs` only parses flags and calls [`App::start`]; tests start the same `App`.
+//! The `shoal` process: composes the data plane (workers + `ConfigStore`) and the admin thread
+//! (gRPC admin API, when `admin.grpc` is set). `main.rs` only parses flags and calls
+//! [`App::start`]; tests start the same `App`.
+//!
+//! Start-up precedence: when `state_dir` holds a persisted config, it replaces the routing
+//! config of the file (listeners, routes, clusters, limits, timeouts, access log); the file
+//! still provides the process settings `admin`, `state_dir` and `workers`.
 
 pub mod demo;
 
@@ -8,8 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use shoal_admin::{AdminServer, Control};
 use shoal_dataplane::config::ConfigSpec;
-use shoal_dataplane::snapshot::{ConfigStore, Rejection};
+use shoal_dataplane::snapshot::{ConfigStore, Rejection, StateFile};
 use shoal_dataplane::worker::{Driver, Workers};
 
 /// How to start an [`App`].
@@ -24,28 +30,71 @@ pub struct AppOptions {
 /// A running Shoal: workers with their listeners, and the store that changes them.
 pub struct App {
     store: Arc<ConfigStore>,
+    control: Arc<Control>,
+    admin: Option<AdminServer>,
     workers: Workers,
     config_path: Option<PathBuf>,
 }
 
 impl App {
-    /// Starts the workers and applies the initial config (rejected whole if invalid).
+    /// Starts the workers and applies the initial config (rejected whole if invalid): the
+    /// persisted one from `state_dir` if there is one, else `opts.spec`. Then starts the admin
+    /// API if `admin.grpc` is set.
     pub fn start(opts: AppOptions) -> Result<Self> {
         ConfigStore::check(&opts.spec)?;
-        let n = opts.spec.workers.unwrap_or_else(|| {
+        let state = opts.spec.state_dir.as_deref().map(StateFile::new);
+        let (spec, last) = match state.as_ref().map(StateFile::load).transpose()?.flatten() {
+            Some((version, persisted)) => {
+                tracing::info!(
+                    version,
+                    path = %state.as_ref().map(|s| s.path().display().to_string()).unwrap_or_default(),
+                    "loading the persisted config (it takes precedence over the config file)"
+                );
+                let spec = with_process_settings(persisted, &opts.spec);
+                ConfigStore::check(&spec).context("the persisted config is not valid")?;
+                (spec, version.saturating_sub(1))
+            }
+            None => (opts.spec, 0),
+        };
+        // Bind the admin port first: a conflict fails the start before any worker runs.
+        let admin_listener = match spec.admin.as_ref().and_then(|a| a.grpc.as_deref()) {
+            Some(addr) => Some(
+                std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("admin.grpc: cannot listen on {addr}"))?,
+            ),
+            None => None,
+        };
+        let n = spec.workers.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1)
         });
-        let store = Arc::new(ConfigStore::new());
+        let store = Arc::new(ConfigStore::resuming_after(last));
+        store.set_state_file(state);
         let workers = Workers::start(n, store.clone(), opts.pin).context("starting workers")?;
         store.attach_workers(workers.links());
-        store.apply(opts.spec)?;
+        store.apply(spec)?;
+        let control = Control::new(store.clone());
+        let admin = admin_listener
+            .map(|l| AdminServer::start(l, control.clone()))
+            .transpose()?;
         Ok(Self {
             store,
+            control,
+            admin,
             workers,
             config_path: opts.config_path,
         })
+    }
+
+    /// The admin API's address, when it runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(AdminServer::local_addr)
+    }
+
+    /// The admin side's writer (transactions, reloads, the watch journal).
+    pub fn control(&self) -> &Arc<Control> {
+        &self.control
     }
 
     pub fn store(&self) -> &Arc<ConfigStore> {
@@ -67,17 +116,30 @@ impl App {
             .config_path
             .as_deref()
             .context("no config file to reload (started with the demo config)")?;
-        let spec = load_file(path)?;
-        Ok(self.store.apply(spec)?)
+        let spec = with_process_settings(load_file(path)?, &self.store.load().spec);
+        Ok(self.control.apply_spec(spec)?)
     }
 
-    /// Stops accepting, drains in-flight requests (up to `drain_timeout`) and stops the workers.
+    /// Stops the admin API, stops accepting, drains in-flight requests (up to `drain_timeout`)
+    /// and stops the workers.
     pub fn shutdown(self) {
+        if let Some(admin) = self.admin {
+            admin.stop();
+        }
         let timeout = self.store.load().drain_timeout;
         tracing::info!(?timeout, "draining");
         self.workers.drain_and_join(timeout);
         tracing::info!("stopped");
     }
+}
+
+/// `spec` with the process settings (`admin`, `state_dir`, `workers`) of `from`: these are
+/// read at start only and always come from the config file / flags.
+fn with_process_settings(mut spec: ConfigSpec, from: &ConfigSpec) -> ConfigSpec {
+    spec.admin = from.admin.clone();
+    spec.state_dir = from.state_dir.clone();
+    spec.workers = from.workers;
+    spec
 }
 
 /// Reads and parses a YAML config file (structure only; `ConfigStore` validates the rest).
@@ -94,10 +156,17 @@ pub fn validate_file(path: &Path) -> Result<ConfigSpec> {
     Ok(spec)
 }
 
-/// The built-in demo config: `listen` -> the in-process demo upstream at `upstream`.
-pub fn demo_config(listen: SocketAddr, upstream: SocketAddr) -> Result<ConfigSpec> {
+/// The built-in demo config: `listen` -> the in-process demo upstream at `upstream`, and the
+/// admin API on `admin` when given.
+pub fn demo_config(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    admin: Option<SocketAddr>,
+) -> Result<ConfigSpec> {
+    let admin = admin.map_or(String::new(), |a| format!("admin: {{ grpc: \"{a}\" }}"));
     let yaml = format!(
         r#"
+{admin}
 listeners:
   - {{ name: demo, address: "{listen}", protocol: auto, routes: demo }}
 routes:
