@@ -4,6 +4,8 @@
 
 mod support;
 
+mod admin;
+mod admin_more;
 mod config_changes;
 mod http1;
 mod http1_errors;

@@ -26,7 +26,7 @@ pub struct Outcome {
 pub enum TxnError {
     #[error("config version is {current}, not {expected}")]
     Conflict { expected: u64, current: u64 },
-    #[error("transaction rejected ({} problems)", .0.len())]
+    #[error("transaction rejected ({} problem{})", .0.len(), if .0.len() == 1 { "" } else { "s" })]
     Invalid(Vec<OpError>),
 }
 

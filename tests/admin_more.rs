@@ -1,0 +1,279 @@
+//! The admin API, continued: `Watch`, persistence across a restart, the loopback-only rule and
+//! `shoal ctl` (the built binary) exit codes.
+
+use std::process::Command;
+
+use shoal::{App, AppOptions};
+use shoal_admin::proto::admin::v1 as pb;
+
+use crate::admin::{apply, client, cluster_op, config, route_to};
+use crate::support::{self, upstream};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_sees_every_version_in_order() {
+    let a = upstream::http_echo("a").await;
+    let app = support::start(&config(a.addr, a.addr, ""));
+    let (mut c, mut w) = (client(&app).await, client(&app).await);
+    let mut stream = w
+        .watch(pb::WatchRequest { from_version: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    // The start is the first event, with the full config.
+    let first = stream.message().await.unwrap().unwrap();
+    assert_eq!(first.version, 1);
+    assert!(first.full);
+    assert_eq!(first.config.unwrap().clusters.len(), 2);
+    let mut sent = Vec::new();
+    for i in 0..10 {
+        let op = if i % 2 == 0 {
+            cluster_op(&format!("c{i}"), "127.0.0.1:9")
+        } else {
+            route_to(if i % 4 == 1 { "b" } else { "a" })
+        };
+        let r = c.apply(apply(vec![op.clone()], None, false)).await.unwrap();
+        sent.push((r.into_inner().version, op));
+    }
+    // A rejected transaction produces no event.
+    assert!(
+        c.apply(apply(vec![route_to("nope")], None, false))
+            .await
+            .is_err()
+    );
+    for (version, op) in &sent {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(5), stream.message())
+            .await
+            .expect("event in time")
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.version, *version);
+        assert!(!e.full);
+        assert_eq!(e.ops.len(), 1);
+        // Sent back as the server stored it (defaults filled in), so compare what was asked.
+        match (&e.ops[0].op, &op.op) {
+            (Some(pb::op::Op::UpsertCluster(got)), Some(pb::op::Op::UpsertCluster(want))) => {
+                assert_eq!(got.name, want.name)
+            }
+            (Some(pb::op::Op::UpsertRoute(got)), Some(pb::op::Op::UpsertRoute(want))) => {
+                assert_eq!(
+                    got.route.as_ref().unwrap().action,
+                    want.route.as_ref().unwrap().action
+                )
+            }
+            other => panic!("unexpected op {other:?}"),
+        }
+    }
+    let last = sent.last().unwrap().0;
+
+    // A watcher starting mid-history gets exactly the versions after its from_version.
+    let mut w2 = client(&app).await;
+    let mut s2 = w2
+        .watch(pb::WatchRequest {
+            from_version: last - 3,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for v in last - 2..=last {
+        assert_eq!(s2.message().await.unwrap().unwrap().version, v);
+    }
+
+    // Push the start out of the kept history: a watcher from version 1 gets the full config
+    // at the current version first, then live events.
+    for i in 0..shoal_admin::journal::HISTORY as u64 {
+        let target = if i % 2 == 0 { "b" } else { "a" };
+        c.apply(apply(vec![route_to(target)], None, false))
+            .await
+            .unwrap();
+    }
+    let now = last + shoal_admin::journal::HISTORY as u64;
+    let mut s3 = w2
+        .watch(pb::WatchRequest { from_version: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    let resync = s3.message().await.unwrap().unwrap();
+    assert_eq!(resync.version, now);
+    assert!(resync.full);
+    assert!(
+        resync
+            .config
+            .unwrap()
+            .clusters
+            .iter()
+            .any(|k| k.name == "c8")
+    );
+    c.apply(apply(vec![route_to("a")], None, false))
+        .await
+        .unwrap();
+    assert_eq!(s3.message().await.unwrap().unwrap().version, now + 1);
+    app.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_the_applied_config() {
+    let a = upstream::http_echo("a").await;
+    let b = upstream::http_echo("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let yaml = config(
+        a.addr,
+        b.addr,
+        &format!("state_dir: \"{}\"", state.display()),
+    );
+    let app = support::start(&yaml);
+    let mut c = client(&app).await;
+    let r = c
+        .apply(apply(
+            vec![cluster_op("c", &b.addr.to_string()), route_to("c")],
+            None,
+            false,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.version, 2);
+    // Persisted before the reply.
+    let on_disk = std::fs::read_to_string(state.join("config.yaml")).unwrap();
+    assert!(on_disk.contains("version: 2"), "{on_disk}");
+    drop(c);
+    app.shutdown();
+
+    // A crash in the middle of a later write left a torn temp file behind: it is ignored.
+    std::fs::write(
+        state.join(".config.yaml.tmp-1-3"),
+        "version: 3\nconfig: {listen",
+    )
+    .unwrap();
+    // The same config file again: the persisted config wins, with its version.
+    let app = support::start(&yaml);
+    let mut c = client(&app).await;
+    let got = c
+        .get_config(pb::GetConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.version, 2);
+    let config = got.config.unwrap();
+    assert!(config.clusters.iter().any(|k| k.name == "c"), "{config:?}");
+    let addr = app.listener_addr("web").unwrap();
+    let (_, headers, _) =
+        support::request(addr, http::Method::GET, "h", "/", &[], Vec::new()).await;
+    assert_eq!(headers["x-upstream"], "b");
+    // Versions continue from the persisted one.
+    let r = c
+        .apply(apply(vec![route_to("a")], Some(2), false))
+        .await
+        .unwrap();
+    assert_eq!(r.into_inner().version, 3);
+    app.shutdown();
+}
+
+#[test]
+fn a_non_loopback_admin_address_refuses_to_start() {
+    let spec = support::spec("admin: { grpc: \"0.0.0.0:0\" }");
+    let err = App::start(AppOptions {
+        spec,
+        config_path: None,
+        pin: false,
+    })
+    .err()
+    .expect("refused");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("admin.grpc") && text.contains("mTLS"),
+        "{text}"
+    );
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_shoal");
+
+fn ctl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .arg("ctl")
+        .args(args)
+        .output()
+        .expect("run shoal ctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shoal_ctl_exit_codes() {
+    let a = upstream::http_echo("a").await;
+    let app = support::start(&config(a.addr, a.addr, ""));
+    let addr = app.admin_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let good = write(
+        "good.yaml",
+        "- upsert_cluster: { name: c, endpoints: [\"127.0.0.1:9\"] }\n\
+         - upsert_route: { table: web, index: 0, route: { match: { prefix: / }, cluster: c } }\n",
+    );
+    let bad = write(
+        "bad.yaml",
+        "- upsert_cluster: { name: d, endpoints: [\"nowhere\"] }\n",
+    );
+
+    let (code, out, err) = ctl(&["--addr", &addr, "get"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("# version 1\n") && out.contains("name: web"),
+        "{out}"
+    );
+
+    let (code, out, err) = ctl(&["--addr", &addr, "apply", "-f", &good, "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("dry run") && out.contains("+ cluster c"),
+        "{out}"
+    );
+    assert_eq!(app.store().version(), 1);
+
+    let (code, out, err) = ctl(&[
+        "--addr",
+        &addr,
+        "apply",
+        "-f",
+        &good,
+        "--expect-version",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("applied: version 2"), "{out}");
+    assert_eq!(app.store().version(), 2);
+
+    // Stale version: rejected, nothing applied.
+    let (code, _, err) = ctl(&[
+        "--addr",
+        &addr,
+        "apply",
+        "-f",
+        &good,
+        "--expect-version",
+        "1",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("config version is 2, not 1"), "{err}");
+
+    let (code, _, err) = ctl(&["--addr", &addr, "apply", "-f", &bad]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("op 0: clusters[3].endpoints[0]") && err.contains("nowhere"),
+        "{err}"
+    );
+    assert_eq!(app.store().version(), 2);
+
+    let closed = support::closed_port().to_string();
+    let (code, _, err) = ctl(&["--addr", &closed, "get"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot reach"), "{err}");
+    app.shutdown();
+}
