@@ -14,6 +14,8 @@ use crate::convert::{self, ConvertError, FromProto, ToProto};
 /// `- upsert_cluster: { name: api, endpoints: [...] }`). Bodies are the YAML config's shapes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "OpYaml", into = "OpYaml")]
+// Control-plane values, few and short-lived: boxing would only add noise at every use.
+#[allow(clippy::large_enum_variant)]
 pub enum OpSpec {
     UpsertListener(ListenerSpec),
     DeleteListener(String),
