@@ -277,3 +277,52 @@ async fn shoal_ctl_exit_codes() {
     assert!(err.contains("cannot reach"), "{err}");
     app.shutdown();
 }
+
+/// What `grpcurl` relies on: server reflection lists the admin service and serves its file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_reflection_describes_the_admin_api() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let a = upstream::http_echo("a").await;
+    let app = support::start(&config(a.addr, a.addr, ""));
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{}", app.admin_addr().unwrap()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let mut c = ServerReflectionClient::new(channel);
+    let ask = |m: MessageRequest| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(m),
+    };
+    let reqs = vec![
+        ask(MessageRequest::ListServices(String::new())),
+        ask(MessageRequest::FileContainingSymbol(
+            "shoal.admin.v1.AdminService".into(),
+        )),
+    ];
+    let mut replies = c
+        .server_reflection_info(tokio_stream::iter(reqs))
+        .await
+        .unwrap()
+        .into_inner();
+    match replies.message().await.unwrap().unwrap().message_response {
+        Some(MessageResponse::ListServicesResponse(l)) => {
+            let names: Vec<&str> = l.service.iter().map(|s| s.name.as_str()).collect();
+            assert!(names.contains(&"shoal.admin.v1.AdminService"), "{names:?}");
+            assert!(!names.contains(&"shoal.ca.v1.CaService"), "{names:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    match replies.message().await.unwrap().unwrap().message_response {
+        Some(MessageResponse::FileDescriptorResponse(f)) => {
+            assert!(!f.file_descriptor_proto.is_empty())
+        }
+        other => panic!("{other:?}"),
+    }
+    app.shutdown();
+}

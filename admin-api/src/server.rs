@@ -33,6 +33,8 @@ impl AdminServer {
             .map_err(Error::Io)?;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(shoal_proto::FILE_DESCRIPTOR_SET)
+            // List only what is served (ca.proto is in the descriptor set, not served yet).
+            .with_service_name("shoal.admin.v1.AdminService")
             .build_v1()
             .map_err(|e| Error::Reflection(e.to_string()))?;
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
