@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use shoal_admin::{AdminServer, Control};
+use shoal_admin::metrics::Probe;
+use shoal_admin::{AdminOptions, AdminServer, Control};
 use shoal_dataplane::config::ConfigSpec;
 use shoal_dataplane::snapshot::{ConfigStore, Rejection, StateFile};
 use shoal_dataplane::worker::{Driver, Workers};
@@ -56,14 +57,17 @@ impl App {
             }
             None => (opts.spec, 0),
         };
-        // Bind the admin port first: a conflict fails the start before any worker runs.
-        let admin_listener = match spec.admin.as_ref().and_then(|a| a.grpc.as_deref()) {
-            Some(addr) => Some(
-                std::net::TcpListener::bind(addr)
-                    .with_context(|| format!("admin.grpc: cannot listen on {addr}"))?,
-            ),
-            None => None,
+        // Bind the admin ports first: a conflict fails the start before any worker runs.
+        let bind = |field: &str, addr: Option<&str>| -> Result<Option<std::net::TcpListener>> {
+            addr.map(|a| {
+                std::net::TcpListener::bind(a)
+                    .with_context(|| format!("admin.{field}: cannot listen on {a}"))
+            })
+            .transpose()
         };
+        let admin = spec.admin.clone().unwrap_or_default();
+        let grpc_listener = bind("grpc", admin.grpc.as_deref())?;
+        let metrics_listener = bind("metrics", admin.metrics.as_deref())?;
         let n = spec.workers.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -75,9 +79,19 @@ impl App {
         store.attach_workers(workers.links());
         store.apply(spec)?;
         let control = Control::new(store.clone());
-        let admin = admin_listener
-            .map(|l| AdminServer::start(l, control.clone()))
-            .transpose()?;
+        let admin = if grpc_listener.is_some() || metrics_listener.is_some() {
+            let probe = Probe {
+                store: store.clone(),
+                workers: workers.stats(),
+            };
+            let opts = AdminOptions {
+                grpc: grpc_listener,
+                metrics: metrics_listener.map(|l| (l, probe)),
+            };
+            Some(AdminServer::start(opts, control.clone())?)
+        } else {
+            None
+        };
         Ok(Self {
             store,
             control,
@@ -87,9 +101,14 @@ impl App {
         })
     }
 
-    /// The admin API's address, when it runs.
+    /// The gRPC admin API's address, when it runs.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().map(AdminServer::local_addr)
+        self.admin.as_ref().and_then(AdminServer::local_addr)
+    }
+
+    /// The address of `/healthz`, `/readyz` and `/metrics`, when they run.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(AdminServer::metrics_addr)
     }
 
     /// The admin side's writer (transactions, reloads, the watch journal).

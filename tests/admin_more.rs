@@ -326,3 +326,65 @@ async fn server_reflection_describes_the_admin_api() {
     }
     app.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_endpoints() {
+    use tokio::io::AsyncWriteExt;
+
+    let a = upstream::http_echo("a").await;
+    let yaml = config(a.addr, a.addr, "").replace(
+        "admin: { grpc: \"127.0.0.1:0\" }",
+        "admin: { grpc: \"127.0.0.1:0\", metrics: \"127.0.0.1:0\" }",
+    );
+    let app = support::start(&yaml);
+    let m = app.metrics_addr().expect("metrics endpoint runs");
+    let get = |path: &'static str| async move {
+        let req = format!("GET {path} HTTP/1.1\r\nhost: m\r\n\r\n");
+        let out = support::raw_exchange(m, req.as_bytes(), std::time::Duration::from_secs(5)).await;
+        String::from_utf8(out).unwrap()
+    };
+    assert!(get("/healthz").await.starts_with("HTTP/1.1 200 OK"));
+    assert!(get("/readyz").await.starts_with("HTTP/1.1 200 OK"));
+    assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
+
+    // One client connection held open after a request: counted as active on worker 0.
+    let web = app.listener_addr("web").unwrap();
+    let mut held = tokio::net::TcpStream::connect(web).await.unwrap();
+    held.write_all(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(support::read_response(&mut held).await.0, 200);
+    let text = get("/metrics").await;
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    for line in [
+        "# TYPE shoal_config_version gauge",
+        "\nshoal_config_version 1\n",
+        "\nshoal_listeners 1\n",
+        "\nshoal_workers 1\n",
+        "\nshoal_active_connections{worker=\"0\"} 1\n",
+        "\nshoal_accepted_connections_total{worker=\"0\"} 1\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing in:\n{text}");
+    }
+    drop(held);
+    // The close is seen by the worker shortly after.
+    let start = std::time::Instant::now();
+    loop {
+        let text = get("/metrics").await;
+        if text.contains("\nshoal_active_connections{worker=\"0\"} 0\n") {
+            break;
+        }
+        assert!(
+            start.elapsed().as_secs() < 5,
+            "connection never closed:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The version follows applies.
+    let mut c = client(&app).await;
+    c.apply(apply(vec![route_to("b")], None, false))
+        .await
+        .unwrap();
+    assert!(get("/metrics").await.contains("\nshoal_config_version 2\n"));
+    app.shutdown();
+}

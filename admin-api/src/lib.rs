@@ -11,13 +11,14 @@ pub mod control;
 pub mod convert;
 pub mod diff;
 pub mod journal;
+pub mod metrics;
 pub mod ops;
 pub mod server;
 pub mod service;
 
 pub use control::{Control, Outcome, TxnError};
 pub use ops::{OpError, OpSpec};
-pub use server::AdminServer;
+pub use server::{AdminOptions, AdminServer};
 pub use shoal_proto as proto;
 
 /// Errors starting the admin API.

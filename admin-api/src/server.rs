@@ -1,6 +1,7 @@
 //! The `shoal-admin` thread: a tokio current-thread runtime serving the gRPC admin API (plus
-//! server reflection, so `grpcurl` works without the .proto files) on a listener bound by the
-//! caller (so a port conflict is reported at start, and port 0 resolves before we return).
+//! server reflection, so `grpcurl` works without the .proto files) and the HTTP health and
+//! metrics endpoints, on listeners bound by the caller (so a port conflict is reported at
+//! start, and port 0 resolves before we return).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,20 +14,38 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::Error;
 use crate::control::Control;
+use crate::metrics::{self, Probe};
 use crate::service::AdminApi;
+
+/// What the admin thread serves.
+pub struct AdminOptions {
+    /// The gRPC admin API.
+    pub grpc: Option<std::net::TcpListener>,
+    /// `/healthz`, `/readyz`, `/metrics`.
+    pub metrics: Option<(std::net::TcpListener, Probe)>,
+}
 
 /// The running admin thread; [`AdminServer::stop`] ends it.
 pub struct AdminServer {
-    addr: SocketAddr,
+    addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl AdminServer {
-    /// Serves the admin API on `listener` from a new `shoal-admin` thread.
-    pub fn start(listener: std::net::TcpListener, control: Arc<Control>) -> Result<Self, Error> {
-        let addr = listener.local_addr().map_err(Error::Io)?;
-        listener.set_nonblocking(true).map_err(Error::Io)?;
+    /// Serves what `opts` asks for from a new `shoal-admin` thread.
+    pub fn start(opts: AdminOptions, control: Arc<Control>) -> Result<Self, Error> {
+        let mut addr = None;
+        if let Some(l) = &opts.grpc {
+            addr = Some(l.local_addr()?);
+            l.set_nonblocking(true)?;
+        }
+        let mut metrics_addr = None;
+        if let Some((l, _)) = &opts.metrics {
+            metrics_addr = Some(l.local_addr()?);
+            l.set_nonblocking(true)?;
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -42,22 +61,40 @@ impl AdminServer {
             .name("shoal-admin".into())
             .spawn(move || {
                 rt.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            tracing::error!("admin API listener: {e}");
-                            return;
+                    if let Some((l, probe)) = opts.metrics {
+                        match tokio::net::TcpListener::from_std(l) {
+                            Ok(l) => {
+                                tracing::info!(addr = ?metrics_addr, "health and metrics listening");
+                                tokio::spawn(metrics::serve(l, Arc::new(probe)));
+                            }
+                            Err(e) => tracing::error!("metrics listener: {e}"),
+                        }
+                    }
+                    let grpc = async move {
+                        let Some(l) = opts.grpc else {
+                            return std::future::pending().await;
+                        };
+                        let listener = match tokio::net::TcpListener::from_std(l) {
+                            Ok(l) => l,
+                            Err(e) => {
+                                tracing::error!("admin API listener: {e}");
+                                return std::future::pending().await;
+                            }
+                        };
+                        tracing::info!(addr = ?addr, "admin API listening");
+                        let served = tonic::transport::Server::builder()
+                            .add_service(AdminServiceServer::new(AdminApi::new(control)))
+                            .add_service(reflection)
+                            .serve_with_incoming(
+                                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                            )
+                            .await;
+                        if let Err(e) = served {
+                            tracing::error!("admin API stopped: {e}");
                         }
                     };
-                    let serve = tonic::transport::Server::builder()
-                        .add_service(AdminServiceServer::new(AdminApi::new(control)))
-                        .add_service(reflection)
-                        .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)));
-                    tracing::info!(%addr, "admin API listening");
                     tokio::select! {
-                        r = serve => if let Err(e) = r {
-                            tracing::error!("admin API stopped: {e}");
-                        },
+                        _ = grpc => {},
                         _ = stop_rx => {}
                     }
                 });
@@ -68,14 +105,20 @@ impl AdminServer {
             .map_err(Error::Io)?;
         Ok(Self {
             addr,
+            metrics_addr,
             stop: Some(stop_tx),
             thread: Some(thread),
         })
     }
 
-    /// The address the admin API listens on.
-    pub fn local_addr(&self) -> SocketAddr {
+    /// The address the gRPC admin API listens on.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.addr
+    }
+
+    /// The address of `/healthz`, `/readyz` and `/metrics`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Stops serving and joins the thread.

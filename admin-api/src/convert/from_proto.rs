@@ -353,7 +353,10 @@ impl FromProto<pb::Config> for ConfigSpec {
                 timeouts: c
                     .timeouts
                     .map_or(dt, |t| cx.timeouts("timeouts", t).over(dt)),
-                admin: c.admin.map(|a| AdminSpec { grpc: a.grpc }),
+                admin: c.admin.map(|a| AdminSpec {
+                    grpc: a.grpc,
+                    metrics: a.metrics,
+                }),
                 state_dir: c.state_dir,
                 ..Default::default()
             };

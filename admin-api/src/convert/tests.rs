@@ -12,7 +12,7 @@ drain_timeout: 5s
 access_log: { path: stderr }
 limits: { max_headers: 64 }
 timeouts: { request: 0s }
-admin: { grpc: "127.0.0.1:15000" }
+admin: { grpc: "127.0.0.1:15000", metrics: "0.0.0.0:15090" }
 state_dir: /var/lib/shoal
 listeners:
   - { name: web, address: "127.0.0.1:8080", routes: web, limits: { max_request_body_bytes: 10 }, timeouts: { idle: 5s } }

@@ -223,6 +223,7 @@ impl ToProto<pb::Config> for ConfigSpec {
             clusters: c.clusters.iter().map(ToProto::to_proto).collect(),
             admin: c.admin.as_ref().map(|a| pb::Admin {
                 grpc: a.grpc.clone(),
+                metrics: a.metrics.clone(),
             }),
             state_dir: c.state_dir.clone(),
         }

@@ -54,6 +54,10 @@ pub struct AdminSpec {
     /// only: another address needs mTLS, which is not supported yet. Off when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grpc: Option<String>,
+    /// `ip:port` of the HTTP health and metrics endpoints (`/healthz`, `/readyz`, `/metrics`,
+    /// Prometheus text). Read-only, so any address is allowed. Off when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
 }
 
 impl ConfigSpec {
