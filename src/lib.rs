@@ -85,6 +85,10 @@ impl App {
                 workers: workers.stats(),
             };
             let opts = AdminOptions {
+                ca: ca_store(
+                    store.load().spec.state_dir.as_deref(),
+                    grpc_listener.is_some(),
+                )?,
                 grpc: grpc_listener,
                 metrics: metrics_listener.map(|l| (l, probe)),
             };
@@ -150,6 +154,20 @@ impl App {
         self.workers.drain_and_join(timeout);
         tracing::info!("stopped");
     }
+}
+
+/// The CA in `<state_dir>/ca`, served over gRPC when it exists and the admin API runs.
+fn ca_store(state_dir: Option<&str>, grpc: bool) -> Result<Option<shoal_ca::CaStore>> {
+    let Some(dir) = state_dir.map(|d| Path::new(d).join("ca")) else {
+        return Ok(None);
+    };
+    if !grpc || !shoal_ca::CaStore::exists(&dir) {
+        return Ok(None);
+    }
+    let store = shoal_ca::CaStore::open(&dir)
+        .with_context(|| format!("opening the CA in {}", dir.display()))?;
+    tracing::info!(dir = %dir.display(), "serving the CA (shoal.ca.v1.CaService)");
+    Ok(Some(store))
 }
 
 /// `spec` with the process settings (`admin`, `state_dir`, `workers`) of `from`: these are

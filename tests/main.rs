@@ -5,6 +5,7 @@
 mod support;
 
 mod admin;
+mod admin_ca;
 mod admin_more;
 mod config_changes;
 mod http1;

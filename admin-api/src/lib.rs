@@ -7,6 +7,7 @@
 //! compare-and-swap (`ConfigStore::apply_if`: persisted, then swapped on every worker) ->
 //! the [`journal`] records the version for `Watch`. The data plane never sees protobuf.
 
+pub mod ca_service;
 pub mod control;
 pub mod convert;
 pub mod diff;

@@ -12,7 +12,11 @@ use shoal_proto::admin::v1::admin_service_server::AdminServiceServer;
 use tokio::sync::oneshot;
 use tonic::transport::server::TcpIncoming;
 
+use shoal_ca::CaStore;
+use shoal_proto::ca::v1::ca_service_server::CaServiceServer;
+
 use crate::Error;
+use crate::ca_service::CaApi;
 use crate::control::Control;
 use crate::metrics::{self, Probe};
 use crate::service::AdminApi;
@@ -23,6 +27,8 @@ pub struct AdminOptions {
     pub grpc: Option<std::net::TcpListener>,
     /// `/healthz`, `/readyz`, `/metrics`.
     pub metrics: Option<(std::net::TcpListener, Probe)>,
+    /// The CA served as `shoal.ca.v1.CaService` beside the admin API.
+    pub ca: Option<CaStore>,
 }
 
 /// The running admin thread; [`AdminServer::stop`] ends it.
@@ -50,10 +56,15 @@ impl AdminServer {
             .enable_all()
             .build()
             .map_err(Error::Io)?;
-        let reflection = tonic_reflection::server::Builder::configure()
+        let ca = opts.ca.map(|store| CaServiceServer::new(CaApi::new(store)));
+        let mut reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(shoal_proto::FILE_DESCRIPTOR_SET)
-            // List only what is served (ca.proto is in the descriptor set, not served yet).
-            .with_service_name("shoal.admin.v1.AdminService")
+            // List only what is served.
+            .with_service_name("shoal.admin.v1.AdminService");
+        if ca.is_some() {
+            reflection = reflection.with_service_name("shoal.ca.v1.CaService");
+        }
+        let reflection = reflection
             .build_v1()
             .map_err(|e| Error::Reflection(e.to_string()))?;
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -85,6 +96,7 @@ impl AdminServer {
                         let served = tonic::transport::Server::builder()
                             .add_service(AdminServiceServer::new(AdminApi::new(control)))
                             .add_service(reflection)
+                            .add_optional_service(ca)
                             .serve_with_incoming(
                                 TcpIncoming::from(listener).with_nodelay(Some(true)),
                             )
