@@ -102,6 +102,60 @@ async fn the_ca_signs_csrs_and_rotates_over_grpc() {
         .unwrap()
         .into_inner();
     trust.verify_pem_chain(&fresh.chain_pem, now).unwrap();
+    // `shoal ctl ca ...` does the same from the command line.
+    let bin = env!("CARGO_BIN_EXE_shoal");
+    let addr = app.admin_addr().unwrap().to_string();
+    let (cert, key) = (dir.path().join("web.pem"), dir.path().join("web.key"));
+    let out = std::process::Command::new(bin)
+        .args([
+            "ctl",
+            "--addr",
+            &addr,
+            "ca",
+            "sign",
+            "--id",
+            &id.to_string(),
+            "--ttl",
+            "10m",
+        ])
+        .arg("--out-cert")
+        .arg(&cert)
+        .arg("--out-key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let chain = std::fs::read_to_string(&cert).unwrap();
+    trust.verify_pem_chain(&chain, now).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let out = std::process::Command::new(bin)
+        .args([
+            "ctl",
+            "--addr",
+            &addr,
+            "ca",
+            "sign",
+            "--id",
+            &foreign.to_string(),
+        ])
+        .args(["--out-cert", "/dev/null", "--out-key", "/dev/null"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = std::process::Command::new(bin)
+        .args(["ctl", "--addr", &addr, "ca", "bundle"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        TrustBundle::from_pem(&String::from_utf8_lossy(&out.stdout))
+            .unwrap()
+            .len(),
+        2
+    );
+
     // Persisted: the store on disk has the rotated bundle.
     let on_disk = CaStore::open(dir.path().join("ca")).unwrap();
     assert_eq!(on_disk.trust_bundle().len(), 2);

@@ -1,4 +1,5 @@
-//! `shoal ctl`: a gRPC client of the admin API (`get`, `apply`, `watch`).
+//! `shoal ctl`: a gRPC client of the admin API (`get`, `apply`, `watch`) and of the CA service
+//! (`ca sign`, `ca bundle`, `ca rotate-root`).
 //!
 //! Exit codes: 0 ok, 1 rejected (the reasons are printed) or a bad ops file, 2 the admin API is
 //! unreachable.
@@ -12,6 +13,8 @@ use prost::Message;
 use shoal_admin::OpSpec;
 use shoal_admin::proto::admin::v1 as pb;
 use shoal_admin::proto::admin::v1::admin_service_client::AdminServiceClient;
+use shoal_admin::proto::ca::v1 as ca_pb;
+use shoal_admin::proto::ca::v1::ca_service_client::CaServiceClient;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -45,6 +48,30 @@ enum CtlCommand {
         #[arg(long, default_value_t = 0)]
         from: u64,
     },
+    /// The CA service of a running shoal (served when its state_dir holds a CA).
+    #[command(subcommand)]
+    Ca(CtlCa),
+}
+
+#[derive(Subcommand)]
+enum CtlCa {
+    /// Generate a key here, have the CA sign a CSR for --id, write the chain and the key (0600).
+    Sign {
+        /// SPIFFE ID, e.g. spiffe://example.org/ns/default/sa/web.
+        #[arg(long)]
+        id: String,
+        /// Requested lifetime (capped by the CA's policy).
+        #[arg(long)]
+        ttl: Option<String>,
+        #[arg(long)]
+        out_cert: PathBuf,
+        #[arg(long)]
+        out_key: PathBuf,
+    },
+    /// Print the trust bundle (PEM).
+    Bundle,
+    /// Start a new root; the old one stays trusted while its leaves live.
+    RotateRoot,
 }
 
 const OK: u8 = 0;
@@ -74,14 +101,16 @@ pub fn run(ctl: Ctl) -> ExitCode {
             },
             _ => Vec::new(),
         };
-        let mut client = match connect(&ctl.addr).await {
+        let channel = match connect(&ctl.addr).await {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("cannot reach the admin API at {}: {e}", ctl.addr);
                 return UNREACHABLE;
             }
         };
+        let mut client = AdminServiceClient::new(channel.clone());
         let result = match ctl.command {
+            CtlCommand::Ca(cmd) => ca(CaServiceClient::new(channel), cmd).await,
             CtlCommand::Get => get(&mut client).await,
             CtlCommand::Apply {
                 expect_version,
@@ -104,7 +133,7 @@ fn read_ops(file: &std::path::Path) -> Result<Vec<pb::Op>, String> {
     Ok(ops.iter().map(pb::Op::from).collect())
 }
 
-async fn connect(addr: &str) -> Result<AdminServiceClient<Channel>, String> {
+async fn connect(addr: &str) -> Result<Channel, String> {
     let uri = if addr.contains("://") {
         addr.to_string()
     } else {
@@ -119,21 +148,27 @@ async fn connect(addr: &str) -> Result<AdminServiceClient<Channel>, String> {
             Some(cause) => format!("{e}: {cause}"),
             None => e.to_string(),
         })?;
-    Ok(AdminServiceClient::new(channel))
+    Ok(channel)
 }
 
 /// Prints a refused call; returns the exit code.
 fn report(addr: &str, s: &Status) -> u8 {
     match s.code() {
-        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown if !is_rejection(s) => {
+        Code::Unavailable | Code::DeadlineExceeded => {
             eprintln!("cannot reach the admin API at {addr}: {}", s.message());
             UNREACHABLE
+        }
+        Code::Unimplemented => {
+            eprintln!(
+                "rejected: {addr} does not serve this (the CA service needs a CA in the state_dir)"
+            );
+            REJECTED
         }
         _ => {
             let first = s.message().lines().next().unwrap_or_default();
             eprintln!("rejected: {first}");
             match pb::ApplyError::decode(s.details()) {
-                Ok(details) if !details.errors.is_empty() => {
+                Ok(details) if is_rejection(s) && !details.errors.is_empty() => {
                     for e in details.errors {
                         match e.op_index {
                             Some(i) => eprintln!("  op {i}: {}: {}", e.path, e.reason),
@@ -245,4 +280,56 @@ fn op_summary(op: &pb::Op) -> String {
         Ok(op) => op.summary(),
         Err(_) => "(an op this client does not understand)".into(),
     }
+}
+
+async fn ca(mut client: CaServiceClient<Channel>, cmd: CtlCa) -> Result<(), Status> {
+    match cmd {
+        CtlCa::Sign {
+            id,
+            ttl,
+            out_cert,
+            out_key,
+        } => {
+            let id: shoal_ca::SpiffeId = id
+                .parse()
+                .map_err(|e| Status::invalid_argument(format!("--id: {e}")))?;
+            let (key, csr_pem) = shoal_ca::generate_csr(&id)
+                .map_err(|e| Status::internal(format!("generating a key: {e}")))?;
+            let r = client
+                .sign_csr(ca_pb::SignCsrRequest {
+                    csr_pem,
+                    requested_ttl: ttl,
+                })
+                .await?
+                .into_inner();
+            let write = |path: &std::path::Path, data: &str, mode: u32| {
+                shoal_ca::store::write_file_atomic(path, data.as_bytes(), mode)
+                    .map_err(|e| Status::internal(format!("writing {}: {e}", path.display())))
+            };
+            write(&out_key, key.pem(), shoal_ca::store::KEY_MODE)?;
+            write(&out_cert, &r.chain_pem, shoal_ca::store::PUBLIC_MODE)?;
+            println!(
+                "signed {} (expires {}): {} and {}",
+                r.spiffe_id,
+                r.not_after,
+                out_cert.display(),
+                out_key.display()
+            );
+        }
+        CtlCa::Bundle => {
+            let r = client
+                .get_trust_bundle(ca_pb::GetTrustBundleRequest {})
+                .await?
+                .into_inner();
+            print!("{}", r.bundle_pem);
+        }
+        CtlCa::RotateRoot => {
+            let r = client
+                .rotate_root(ca_pb::RotateRootRequest {})
+                .await?
+                .into_inner();
+            println!("new root {}", r.fingerprint);
+        }
+    }
+    Ok(())
 }
