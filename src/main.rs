@@ -130,11 +130,22 @@ fn run(
     if workers.is_some() {
         spec.workers = workers;
     }
-    let app = shoal::App::start(shoal::AppOptions {
-        spec,
-        config_path: config,
-        pin,
-    })?;
+    let start = |spec| {
+        shoal::App::start(shoal::AppOptions {
+            spec,
+            config_path: config.clone(),
+            pin,
+        })
+    };
+    let app = match start(spec.clone()) {
+        // The demo's admin port was free when probed but taken since: run without it.
+        Err(e) if demo.is_some() && format!("{e:#}").contains("admin.grpc: cannot listen") => {
+            tracing::warn!("{e:#}: the demo runs without the admin API");
+            spec.admin = None;
+            start(spec)?
+        }
+        other => other?,
+    };
     tracing::info!(
         workers = app.drivers().len(),
         driver = app.drivers().first().map(|d| d.name()).unwrap_or("-"),
