@@ -280,14 +280,13 @@ async fn two_controllers_compare_and_swap() {
     assert_eq!(apply_error(&err).current_version, Some(v + 1));
     assert_eq!(upstream_of(addr).await, "b");
 
-    // Racing for the same version: exactly one wins.
+    // Racing for the same version with two real changes: exactly one wins.
     let v = v + 1;
-    let race = |mut c: Client, target: &'static str| async move {
-        c.apply(apply(vec![route_to(target)], Some(v), false)).await
-    };
+    let race =
+        |mut c: Client, op: pb::Op| async move { c.apply(apply(vec![op], Some(v), false)).await };
     let (r1, r2) = tokio::join!(
-        tokio::spawn(race(one.clone(), "a")),
-        tokio::spawn(race(two.clone(), "b"))
+        tokio::spawn(race(one.clone(), route_to("a"))),
+        tokio::spawn(race(two.clone(), cluster_op("x", "127.0.0.1:9")))
     );
     let (r1, r2) = (r1.unwrap(), r2.unwrap());
     assert_eq!(r1.is_ok() as u8 + r2.is_ok() as u8, 1, "{r1:?} {r2:?}");
@@ -351,6 +350,18 @@ async fn dry_run_returns_the_diff_and_changes_nothing() {
         before
     );
     assert_eq!(upstream_of(addr).await, "a");
+    // A transaction that changes nothing is not a new version.
+    let same = c
+        .apply(apply(
+            vec![cluster_op("a", &a.addr.to_string())],
+            None,
+            false,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(same.version, before.version);
+    assert!(same.diff.unwrap().clusters.unwrap().changed.is_empty());
     // A dry run of an invalid transaction is rejected like a real one.
     let err = c
         .apply(apply(vec![route_to("missing")], None, true))

@@ -80,8 +80,9 @@ async fn watch_sees_every_version_in_order() {
 
     // Push the start out of the kept history: a watcher from version 1 gets the full config
     // at the current version first, then live events.
+    // (The route points at b now; each apply flips it, so each is a real change.)
     for i in 0..shoal_admin::journal::HISTORY as u64 {
-        let target = if i % 2 == 0 { "b" } else { "a" };
+        let target = if i % 2 == 0 { "a" } else { "b" };
         c.apply(apply(vec![route_to(target)], None, false))
             .await
             .unwrap();
@@ -386,5 +387,48 @@ async fn health_and_metrics_endpoints() {
         .await
         .unwrap();
     assert!(get("/metrics").await.contains("\nshoal_config_version 2\n"));
+    app.shutdown();
+}
+
+/// A SIGHUP reload goes through the same writer: persisted, and a full event on the watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_is_persisted_and_watched() {
+    let a = upstream::http_echo("a").await;
+    let b = upstream::http_echo("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let file = dir.path().join("shoal.yaml");
+    let yaml = config(
+        a.addr,
+        b.addr,
+        &format!("state_dir: \"{}\"", state.display()),
+    );
+    std::fs::write(&file, &yaml).unwrap();
+    let app = App::start(AppOptions {
+        spec: support::spec(&yaml),
+        config_path: Some(file.clone()),
+        pin: false,
+    })
+    .unwrap();
+    let mut w = client(&app).await;
+    let mut stream = w
+        .watch(pb::WatchRequest { from_version: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    std::fs::write(&file, yaml.replace("cluster: a }", "cluster: b }")).unwrap();
+    assert_eq!(app.reload().unwrap(), 2);
+    let e = stream.message().await.unwrap().unwrap();
+    assert_eq!((e.version, e.full, e.ops.len()), (2, true, 0));
+    let table = &e.config.unwrap().route_tables[0];
+    assert_eq!(
+        table.virtual_hosts[0].routes[0].action,
+        Some(pb::route::Action::Cluster("b".into()))
+    );
+    let on_disk = std::fs::read_to_string(state.join("config.yaml")).unwrap();
+    assert!(
+        on_disk.contains("version: 2") && on_disk.contains("cluster: b"),
+        "{on_disk}"
+    );
     app.shutdown();
 }

@@ -89,7 +89,9 @@ impl Control {
             return Err(TxnError::Invalid(errors));
         }
         let diff = ConfigDiff::between(&base.spec, &new);
-        if dry_run {
+        // A dry run, or a transaction that changes nothing (idempotent re-apply), applies
+        // nothing: no new version, no Watch event.
+        if dry_run || new == base.spec {
             return Ok(Outcome {
                 version: base.version,
                 diff,
