@@ -72,6 +72,24 @@ impl Control {
         dry_run: bool,
     ) -> Result<Outcome, TxnError> {
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        // Without `expected`, the ops apply on top of whatever runs: if a change that bypassed
+        // `Control` lands between our read and our swap, recompute on the new base (bounded).
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.transact_once(expected, &ops, dry_run) {
+                Err(TxnError::Conflict { .. }) if expected.is_none() && attempts < 3 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn transact_once(
+        &self,
+        expected: Option<u64>,
+        ops: &[OpSpec],
+        dry_run: bool,
+    ) -> Result<Outcome, TxnError> {
         let base = self.store.load_full();
         if let Some(expected) = expected
             && expected != base.version
@@ -81,9 +99,9 @@ impl Control {
                 current: base.version,
             });
         }
-        let (new, mut errors) = apply_ops(&base.spec, &ops);
+        let (new, mut errors) = apply_ops(&base.spec, ops);
         if let Err(r) = ConfigStore::check(&new) {
-            errors.extend(attribute(&r, &new, &ops));
+            errors.extend(attribute(&r, &new, ops));
         }
         if !errors.is_empty() {
             return Err(TxnError::Invalid(errors));
@@ -109,11 +127,11 @@ impl Control {
                     expected: expected.unwrap_or(base.version),
                     current,
                 },
-                ApplyError::Rejected(r) => TxnError::Invalid(attribute(&r, &config, &ops)),
+                ApplyError::Rejected(r) => TxnError::Invalid(attribute(&r, &config, ops)),
             })?;
         self.journal.record(Event {
             version,
-            ops,
+            ops: ops.to_vec(),
             config,
             full: false,
         });
@@ -187,3 +205,7 @@ fn deleted_named_in(message: &str, ops: &[OpSpec]) -> Option<usize> {
         _ => false,
     })
 }
+
+#[cfg(test)]
+#[path = "control_tests.rs"]
+mod tests;
