@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use shoal_admin::metrics::Probe;
 use shoal_admin::{AdminOptions, AdminServer, Control};
 use shoal_dataplane::config::ConfigSpec;
 use shoal_dataplane::snapshot::{ConfigStore, Rejection, StateFile};
@@ -80,17 +79,14 @@ impl App {
         store.apply(spec)?;
         let control = Control::new(store.clone());
         let admin = if grpc_listener.is_some() || metrics_listener.is_some() {
-            let probe = Probe {
-                store: store.clone(),
-                workers: workers.stats(),
-            };
             let opts = AdminOptions {
                 ca: ca_store(
                     store.load().spec.state_dir.as_deref(),
                     grpc_listener.is_some(),
                 )?,
                 grpc: grpc_listener,
-                metrics: metrics_listener.map(|l| (l, probe)),
+                metrics: metrics_listener,
+                workers: workers.stats(),
             };
             Some(AdminServer::start(opts, control.clone())?)
         } else {

@@ -367,6 +367,22 @@ async fn health_and_metrics_endpoints() {
     ] {
         assert!(text.contains(line), "{line:?} missing in:\n{text}");
     }
+    // The same numbers over gRPC.
+    let stats = client(&app)
+        .await
+        .get_stats(pb::GetStatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stats.version, 1);
+    assert_eq!(stats.workers.len(), 1);
+    assert_eq!(
+        (
+            stats.workers[0].active_connections,
+            stats.workers[0].accepted_connections
+        ),
+        (1, 1)
+    );
     drop(held);
     // The close is seen by the worker shortly after.
     let start = std::time::Instant::now();

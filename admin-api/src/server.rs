@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use tonic::transport::server::TcpIncoming;
 
 use shoal_ca::CaStore;
+use shoal_dataplane::worker::WorkerStats;
 use shoal_proto::ca::v1::ca_service_server::CaServiceServer;
 
 use crate::Error;
@@ -26,7 +27,9 @@ pub struct AdminOptions {
     /// The gRPC admin API.
     pub grpc: Option<std::net::TcpListener>,
     /// `/healthz`, `/readyz`, `/metrics`.
-    pub metrics: Option<(std::net::TcpListener, Probe)>,
+    pub metrics: Option<std::net::TcpListener>,
+    /// The workers' counters (for `/metrics` and `GetStats`).
+    pub workers: Vec<Arc<WorkerStats>>,
     /// The CA served as `shoal.ca.v1.CaService` beside the admin API.
     pub ca: Option<CaStore>,
 }
@@ -48,7 +51,7 @@ impl AdminServer {
             l.set_nonblocking(true)?;
         }
         let mut metrics_addr = None;
-        if let Some((l, _)) = &opts.metrics {
+        if let Some(l) = &opts.metrics {
             metrics_addr = Some(l.local_addr()?);
             l.set_nonblocking(true)?;
         }
@@ -72,7 +75,11 @@ impl AdminServer {
             .name("shoal-admin".into())
             .spawn(move || {
                 rt.block_on(async move {
-                    if let Some((l, probe)) = opts.metrics {
+                    if let Some(l) = opts.metrics {
+                        let probe = Probe {
+                            store: control.store().clone(),
+                            workers: opts.workers.clone(),
+                        };
                         match tokio::net::TcpListener::from_std(l) {
                             Ok(l) => {
                                 tracing::info!(addr = ?metrics_addr, "health and metrics listening");
@@ -94,7 +101,7 @@ impl AdminServer {
                         };
                         tracing::info!(addr = ?addr, "admin API listening");
                         let served = tonic::transport::Server::builder()
-                            .add_service(AdminServiceServer::new(AdminApi::new(control)))
+                            .add_service(AdminServiceServer::new(AdminApi::new(control, opts.workers)))
                             .add_service(reflection)
                             .add_optional_service(ca)
                             .serve_with_incoming(

@@ -12,6 +12,10 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 
+use std::sync::atomic::Ordering;
+
+use shoal_dataplane::worker::WorkerStats;
+
 use crate::control::{Control, TxnError};
 use crate::convert::ToProto;
 use crate::journal::Event;
@@ -19,11 +23,12 @@ use crate::ops::{OpError, OpSpec, op_from_proto};
 
 pub struct AdminApi {
     control: Arc<Control>,
+    workers: Vec<Arc<WorkerStats>>,
 }
 
 impl AdminApi {
-    pub fn new(control: Arc<Control>) -> Self {
-        Self { control }
+    pub fn new(control: Arc<Control>, workers: Vec<Arc<WorkerStats>>) -> Self {
+        Self { control, workers }
     }
 }
 
@@ -124,6 +129,25 @@ impl AdminService for AdminApi {
         Ok(Response::new(pb::ListClustersResponse {
             version: snap.version,
             clusters: snap.spec.clusters.iter().map(ToProto::to_proto).collect(),
+        }))
+    }
+
+    async fn get_stats(
+        &self,
+        _: Request<pb::GetStatsRequest>,
+    ) -> Result<Response<pb::GetStatsResponse>, Status> {
+        Ok(Response::new(pb::GetStatsResponse {
+            version: self.control.store().version(),
+            workers: self
+                .workers
+                .iter()
+                .enumerate()
+                .map(|(i, w)| pb::WorkerStats {
+                    worker: i as u32,
+                    active_connections: w.active_connections.load(Ordering::Relaxed) as u64,
+                    accepted_connections: w.accepted_connections.load(Ordering::Relaxed),
+                })
+                .collect(),
         }))
     }
 
