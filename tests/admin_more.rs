@@ -272,6 +272,26 @@ async fn shoal_ctl_exit_codes() {
     );
     assert_eq!(app.store().version(), 2);
 
+    // `watch` prints one line per version, from the start, and keeps following.
+    let mut watch = Command::new(BIN)
+        .args(["ctl", "--addr", &addr, "watch"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(watch.stdout.take().unwrap()));
+    let first = lines.next().unwrap().unwrap();
+    assert!(
+        first.starts_with("version 1: full config (1 listeners"),
+        "{first}"
+    );
+    let second = lines.next().unwrap().unwrap();
+    assert_eq!(
+        second,
+        "version 2: upsert_cluster c; upsert_route web virtual_host 0 index 0"
+    );
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+
     let closed = support::closed_port().to_string();
     let (code, _, err) = ctl(&["--addr", &closed, "get"]);
     assert_eq!(code, 2, "{err}");
