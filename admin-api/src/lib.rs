@@ -6,6 +6,10 @@
 //! running spec, lets `ConfigStore` validate the whole result and installs it with a
 //! compare-and-swap (`ConfigStore::apply_if`: persisted, then swapped on every worker) ->
 //! the [`journal`] records the version for `Watch`. The data plane never sees protobuf.
+//!
+//! Beside it on the same thread: [`ca_service`] (the CA in `<state_dir>/ca` as
+//! `shoal.ca.v1.CaService`) and [`metrics`] (`/healthz`, `/readyz`, `/metrics` over HTTP).
+//! [`server`] owns the thread and its runtime.
 
 pub mod ca_service;
 pub mod control;
