@@ -189,6 +189,12 @@ fn entity_of(e: &FieldError, spec: &ConfigSpec) -> Option<Entity> {
             .get(index(rest)?)
             .map(|c| Entity::Cluster(c.name.clone()));
     }
+    if p.starts_with("limits.") {
+        return Some(Entity::Limits);
+    }
+    if p.starts_with("timeouts.") {
+        return Some(Entity::Timeouts);
+    }
     if let Some(rest) = p.strip_prefix("routes.") {
         // Table names cannot contain '[' (validated), so the name ends at the first '['.
         let name = rest.split('[').next()?;

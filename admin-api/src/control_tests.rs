@@ -40,6 +40,7 @@ fn every_error_is_traced_to_its_op_and_nothing_changes() {
 - upsert_listener: { name: api, address: "nowhere", routes: web }
 - delete_cluster: a
 - upsert_route_table: { name: t2, virtual_hosts: [ { domains: ["*"], routes: [ { cluster: zz } ] } ] }
+- set_limits: { max_headers: 2 }
 "#),
             false,
         )
@@ -60,7 +61,8 @@ fn every_error_is_traced_to_its_op_and_nothing_changes() {
         got.contains(&(Some(3), "routes.t2[0].routes[0].cluster")),
         "{got:?}"
     );
-    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(got.contains(&(Some(4), "limits.max_headers")), "{got:?}");
+    assert_eq!(got.len(), 4, "{got:?}");
     assert_eq!(c.store().version(), 1);
     assert_eq!(c.store().load().spec, ConfigSpec::from_yaml(BASE).unwrap());
 }

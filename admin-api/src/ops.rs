@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use shoal_dataplane::config::{
     ClusterSpec, ConfigSpec, EndpointSpec, ListenerSpec, RouteSpec, VirtualHostSpec,
 };
+use shoal_dataplane::config::{LimitsSpec, TimeoutsSpec};
 use shoal_proto::admin::v1 as pb;
 
 use crate::convert::{self, ConvertError, FromProto, ToProto};
@@ -27,6 +28,8 @@ pub enum OpSpec {
     DeleteCluster(String),
     UpsertEndpoint(UpsertEndpointSpec),
     DeleteEndpoint(DeleteEndpointSpec),
+    SetLimits(LimitsSpec),
+    SetTimeouts(TimeoutsSpec),
 }
 
 /// The YAML form of an op: a map with exactly one of these keys (serde_yaml would want
@@ -54,6 +57,10 @@ struct OpYaml {
     upsert_endpoint: Option<UpsertEndpointSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     delete_endpoint: Option<DeleteEndpointSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    set_limits: Option<LimitsSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    set_timeouts: Option<TimeoutsSpec>,
 }
 
 impl TryFrom<OpYaml> for OpSpec {
@@ -70,6 +77,8 @@ impl TryFrom<OpYaml> for OpSpec {
             y.delete_cluster.map(OpSpec::DeleteCluster),
             y.upsert_endpoint.map(OpSpec::UpsertEndpoint),
             y.delete_endpoint.map(OpSpec::DeleteEndpoint),
+            y.set_limits.map(OpSpec::SetLimits),
+            y.set_timeouts.map(OpSpec::SetTimeouts),
         ];
         let mut set = all.into_iter().flatten();
         match (set.next(), set.next()) {
@@ -77,7 +86,8 @@ impl TryFrom<OpYaml> for OpSpec {
             _ => Err(
                 "an op is a map with exactly one key: upsert_listener, delete_listener, \
                       upsert_route_table, delete_route_table, upsert_route, delete_route, \
-                      upsert_cluster, delete_cluster, upsert_endpoint or delete_endpoint"
+                      upsert_cluster, delete_cluster, upsert_endpoint, delete_endpoint, \
+                      set_limits or set_timeouts"
                     .into(),
             ),
         }
@@ -98,6 +108,8 @@ impl From<OpSpec> for OpYaml {
             OpSpec::DeleteCluster(v) => y.delete_cluster = Some(v),
             OpSpec::UpsertEndpoint(v) => y.upsert_endpoint = Some(v),
             OpSpec::DeleteEndpoint(v) => y.delete_endpoint = Some(v),
+            OpSpec::SetLimits(v) => y.set_limits = Some(v),
+            OpSpec::SetTimeouts(v) => y.set_timeouts = Some(v),
         }
         y
     }
@@ -169,6 +181,8 @@ pub(crate) enum Entity {
     Listener(String),
     Table(String),
     Cluster(String),
+    Limits,
+    Timeouts,
 }
 
 impl OpSpec {
@@ -185,6 +199,8 @@ impl OpSpec {
             OpSpec::DeleteCluster(_) => "delete_cluster",
             OpSpec::UpsertEndpoint(_) => "upsert_endpoint",
             OpSpec::DeleteEndpoint(_) => "delete_endpoint",
+            OpSpec::SetLimits(_) => "set_limits",
+            OpSpec::SetTimeouts(_) => "set_timeouts",
         }
     }
 
@@ -200,6 +216,8 @@ impl OpSpec {
             OpSpec::DeleteCluster(n) => Entity::Cluster(n.clone()),
             OpSpec::UpsertEndpoint(e) => Entity::Cluster(e.cluster.clone()),
             OpSpec::DeleteEndpoint(e) => Entity::Cluster(e.cluster.clone()),
+            OpSpec::SetLimits(_) => Entity::Limits,
+            OpSpec::SetTimeouts(_) => Entity::Timeouts,
         }
     }
 
@@ -220,9 +238,10 @@ impl OpSpec {
             OpSpec::DeleteEndpoint(e) => format!("{} {}", e.cluster, e.address),
             _ => match self.entity() {
                 Entity::Listener(n) | Entity::Table(n) | Entity::Cluster(n) => n,
+                Entity::Limits | Entity::Timeouts => String::new(),
             },
         };
-        format!("{} {what}", self.kind())
+        format!("{} {what}", self.kind()).trim_end().to_string()
     }
 }
 
@@ -296,6 +315,12 @@ pub fn op_from_proto(i: usize, op: pb::Op) -> Result<OpSpec, Vec<OpError>> {
             cluster: e.cluster,
             address: e.address,
         }),
+        Some(P::SetLimits(l)) => {
+            OpSpec::SetLimits(convert::limits_spec(l).map_err(|e| fail("set_limits", e))?)
+        }
+        Some(P::SetTimeouts(t)) => {
+            OpSpec::SetTimeouts(convert::timeouts_spec(t).map_err(|e| fail("set_timeouts", e))?)
+        }
     })
 }
 
@@ -330,6 +355,8 @@ impl From<&OpSpec> for pb::Op {
                 cluster: e.cluster.clone(),
                 address: e.address.clone(),
             }),
+            OpSpec::SetLimits(l) => P::SetLimits(convert::full_limits(*l)),
+            OpSpec::SetTimeouts(t) => P::SetTimeouts(convert::full_timeouts(*t)),
         };
         pb::Op { op: Some(op) }
     }
@@ -409,6 +436,8 @@ fn apply_one(spec: &mut ConfigSpec, op: &OpSpec) -> Result<(), (&'static str, St
                 format!("cluster {:?} has no endpoint {:?}", e.cluster, e.address),
             ))?;
         }
+        OpSpec::SetLimits(l) => spec.limits = *l,
+        OpSpec::SetTimeouts(t) => spec.timeouts = *t,
     }
     Ok(())
 }

@@ -35,6 +35,8 @@ fn ops_yaml_applies_each_kind() {
 - upsert_listener: { name: web2, address: "127.0.0.1:0", routes: other }
 - upsert_route_table: { name: other, virtual_hosts: [ { domains: ["*"], routes: [ { cluster: a } ] } ] }
 - delete_route: { table: web, index: 1 }
+- set_limits: { max_headers: 64 }
+- set_timeouts: { request: 5s }
 "#);
     let (spec, errors) = apply_ops(&base, &list);
     assert_eq!(errors, []);
@@ -45,6 +47,17 @@ fn ops_yaml_applies_each_kind() {
     assert_eq!(web[0].cluster.as_deref(), Some("b"));
     assert_eq!(spec.listeners[1].name, "web2");
     assert!(spec.routes.contains_key("other"));
+    assert_eq!(spec.limits.max_headers, 64);
+    assert_eq!(
+        spec.limits.max_request_head_bytes,
+        64 * 1024,
+        "unset = default"
+    );
+    assert_eq!(
+        spec.timeouts.request.get(),
+        std::time::Duration::from_secs(5)
+    );
+    assert_eq!(list[9].summary(), "set_limits");
     shoal_dataplane::snapshot::ConfigStore::check(&spec).unwrap();
 
     // Each op survives the wire.

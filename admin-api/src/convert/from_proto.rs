@@ -384,3 +384,13 @@ impl FromProto<pb::Config> for ConfigSpec {
         })
     }
 }
+
+/// Top-level `limits`: unset fields take their defaults.
+pub(crate) fn limits_spec(l: pb::Limits) -> Result<LimitsSpec, ConvertError> {
+    collect(|cx| cx.limits("", l).over(LimitsSpec::default()))
+}
+
+/// Top-level `timeouts`: unset fields take their defaults.
+pub(crate) fn timeouts_spec(t: pb::Timeouts) -> Result<TimeoutsSpec, ConvertError> {
+    collect(|cx| cx.timeouts("", t).over(TimeoutsSpec::default()))
+}

@@ -11,9 +11,10 @@ use std::fmt;
 
 use shoal_dataplane::snapshot::FieldError;
 
-pub(crate) use from_proto::endpoint as endpoint_from_proto;
 pub use from_proto::route_table as route_table_from_proto;
+pub(crate) use from_proto::{endpoint as endpoint_from_proto, limits_spec, timeouts_spec};
 pub use to_proto::route_table as route_table_to_proto;
+pub(crate) use to_proto::{full_limits, full_timeouts};
 
 /// A message that cannot become a config value; every problem with its field path (relative to
 /// the message). Maps to gRPC `INVALID_ARGUMENT`.

@@ -34,7 +34,7 @@ fn timeouts(t: TimeoutsOverride) -> pb::Timeouts {
     }
 }
 
-fn full_limits(l: LimitsSpec) -> pb::Limits {
+pub(crate) fn full_limits(l: LimitsSpec) -> pb::Limits {
     limits(LimitsOverride {
         max_request_head_bytes: Some(l.max_request_head_bytes),
         max_request_body_bytes: Some(l.max_request_body_bytes),
@@ -44,7 +44,7 @@ fn full_limits(l: LimitsSpec) -> pb::Limits {
     })
 }
 
-fn full_timeouts(t: TimeoutsSpec) -> pb::Timeouts {
+pub(crate) fn full_timeouts(t: TimeoutsSpec) -> pb::Timeouts {
     timeouts(TimeoutsOverride {
         header_read: Some(t.header_read),
         keepalive_idle: Some(t.keepalive_idle),
