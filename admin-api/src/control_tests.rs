@@ -110,3 +110,15 @@ fn versions_dry_runs_no_ops_and_the_journal() {
         "127.0.0.1:9009"
     );
 }
+
+#[test]
+fn watch_subscriptions_at_the_edges() {
+    let c = control();
+    let add = ops(r#"- upsert_cluster: { name: b, endpoints: ["127.0.0.1:9002"] }"#);
+    c.transact(None, add, false).unwrap();
+    // From the future (or the end of u64): nothing kept, live events only, no panic.
+    assert!(c.journal().subscribe(u64::MAX).0.is_empty());
+    assert!(c.journal().subscribe(2).0.is_empty());
+    assert_eq!(c.journal().subscribe(1).0.len(), 1);
+    assert_eq!(c.journal().subscribe(0).0.len(), 2);
+}

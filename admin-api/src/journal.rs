@@ -61,7 +61,7 @@ impl Journal {
         let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
         let rx = self.tx.subscribe();
         let backlog = match events.front() {
-            Some(first) if first.version > from_version + 1 => {
+            Some(first) if first.version > from_version.saturating_add(1) => {
                 events.back().map(|last| resync(last)).into_iter().collect()
             }
             _ => events
