@@ -4,7 +4,7 @@
 //!
 //! Start-up precedence: when `state_dir` holds a persisted config, it replaces the routing
 //! config of the file (listeners, routes, clusters, limits, timeouts, access log); the file
-//! still provides the process settings `admin`, `state_dir` and `workers`.
+//! still provides the process settings `admin`, `state_dir`, `workers`, `identity` and `ca`.
 
 pub mod demo;
 
@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use shoal_admin::identity::{IdentityAgent, SvidSlot};
 use shoal_admin::{AdminOptions, AdminServer, Control};
 use shoal_dataplane::config::ConfigSpec;
 use shoal_dataplane::snapshot::{ConfigStore, Rejection, StateFile};
@@ -32,6 +33,7 @@ pub struct App {
     store: Arc<ConfigStore>,
     control: Arc<Control>,
     admin: Option<AdminServer>,
+    svid: Option<SvidSlot>,
     workers: Workers,
     config_path: Option<PathBuf>,
 }
@@ -78,8 +80,11 @@ impl App {
         store.attach_workers(workers.links());
         store.apply(spec)?;
         let control = Control::new(store.clone());
-        let admin = if grpc_listener.is_some() || metrics_listener.is_some() {
+        let identity = identity_agent(&store.load().spec)?;
+        let svid = identity.as_ref().map(|(_, slot)| slot.clone());
+        let admin = if grpc_listener.is_some() || metrics_listener.is_some() || identity.is_some() {
             let opts = AdminOptions {
+                identity,
                 ca: ca_store(
                     store.load().spec.state_dir.as_deref(),
                     grpc_listener.is_some(),
@@ -96,6 +101,7 @@ impl App {
             store,
             control,
             admin,
+            svid,
             workers,
             config_path: opts.config_path,
         })
@@ -109,6 +115,11 @@ impl App {
     /// The address of `/healthz`, `/readyz` and `/metrics`, when they run.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().and_then(AdminServer::metrics_addr)
+    }
+
+    /// This proxy's current SVID (with `identity:` once obtained from the CA).
+    pub fn svid(&self) -> Option<Arc<shoal_ca::Svid>> {
+        self.svid.as_ref().and_then(|s| s.load_full())
     }
 
     /// The admin side's writer (transactions, reloads, the watch journal).
@@ -166,9 +177,32 @@ fn ca_store(state_dir: Option<&str>, grpc: bool) -> Result<Option<shoal_ca::CaSt
     Ok(Some(store))
 }
 
-/// `spec` with the process settings (`admin`, `state_dir`, `workers`) of `from`: these are
-/// read at start only and always come from the config file / flags.
+/// The identity agent for `identity:` + `ca: { remote }`, with an empty slot.
+fn identity_agent(spec: &ConfigSpec) -> Result<Option<(IdentityAgent, SvidSlot)>> {
+    let (Some(identity), Some(ca)) = (&spec.identity, &spec.ca) else {
+        return Ok(None);
+    };
+    let id: shoal_ca::SpiffeId = identity
+        .id
+        .parse()
+        .with_context(|| format!("identity.id: {:?}", identity.id))?;
+    let ca: SocketAddr = ca
+        .remote
+        .parse()
+        .with_context(|| format!("ca.remote: {:?}", ca.remote))?;
+    let agent = IdentityAgent {
+        id,
+        ca,
+        ttl: identity.ttl.map(|t| t.get()),
+    };
+    Ok(Some((agent, SvidSlot::default())))
+}
+
+/// `spec` with the process settings (`admin`, `state_dir`, `workers`, `identity`, `ca`) of
+/// `from`: these are read at start only and always come from the config file / flags.
 fn with_process_settings(mut spec: ConfigSpec, from: &ConfigSpec) -> ConfigSpec {
+    spec.identity = from.identity.clone();
+    spec.ca = from.ca.clone();
     spec.admin = from.admin.clone();
     spec.state_dir = from.state_dir.clone();
     spec.workers = from.workers;

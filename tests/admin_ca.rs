@@ -161,3 +161,83 @@ async fn the_ca_signs_csrs_and_rotates_over_grpc() {
     assert_eq!(on_disk.trust_bundle().len(), 2);
     app.shutdown();
 }
+
+/// A proxy with `identity:` + `ca: { remote }` obtains its SVID from another shoal's CA
+/// service, is ready only once it holds one, and renews it (new serial) before it expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_ca_proxy_obtains_and_renews_its_svid() {
+    use std::time::{Duration, Instant};
+
+    let a = upstream::http_echo("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let td: TrustDomain = "example.org".parse().unwrap();
+    CaStore::load_or_init(dir.path().join("ca"), &td).unwrap();
+    let ca_app = support::start(&config(
+        a.addr,
+        a.addr,
+        &format!("state_dir: \"{}\"", dir.path().display()),
+    ));
+    let ca_addr = ca_app.admin_addr().unwrap();
+
+    // A CA that is not there: not ready, no SVID, keeps retrying.
+    let nowhere = support::closed_port();
+    let lonely = support::start(&format!(
+        "admin: {{ metrics: \"127.0.0.1:0\" }}\n\
+         identity: {{ id: \"spiffe://example.org/ns/default/sa/edge\" }}\n\
+         ca: {{ remote: \"{nowhere}\" }}\n"
+    ));
+    let ready = |addr| async move {
+        let out = support::raw_exchange(
+            addr,
+            b"GET /readyz HTTP/1.1\r\nhost: m\r\n\r\n",
+            Duration::from_secs(5),
+        )
+        .await;
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200")
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(lonely.svid().is_none());
+    assert!(!ready(lonely.metrics_addr().unwrap()).await);
+    lonely.shutdown();
+
+    let edge = support::start(&format!(
+        "admin: {{ metrics: \"127.0.0.1:0\" }}\n\
+         identity: {{ id: \"spiffe://example.org/ns/default/sa/edge\", ttl: 2s }}\n\
+         ca: {{ remote: \"{ca_addr}\" }}\n"
+    ));
+    let start = Instant::now();
+    let first = loop {
+        if let Some(s) = edge.svid() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no SVID obtained"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        first.spiffe_id().to_string(),
+        "spiffe://example.org/ns/default/sa/edge"
+    );
+    assert!(first.key_pem().is_some(), "the key stays with the proxy");
+    let bundle = CaStore::open(dir.path().join("ca")).unwrap().trust_bundle();
+    bundle
+        .verify_svid(&first, OffsetDateTime::now_utc())
+        .unwrap();
+    assert!(ready(edge.metrics_addr().unwrap()).await);
+    // Renewed: a new certificate replaces it.
+    let renewed = loop {
+        let now = edge.svid().unwrap();
+        if now.serial() != first.serial() {
+            break now;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "never renewed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    bundle
+        .verify_svid(&renewed, OffsetDateTime::now_utc())
+        .unwrap();
+    edge.shutdown();
+    ca_app.shutdown();
+}

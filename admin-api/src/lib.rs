@@ -9,12 +9,14 @@
 //!
 //! Beside it on the same thread: [`ca_service`] (the CA in `<state_dir>/ca` as
 //! `shoal.ca.v1.CaService`) and [`metrics`] (`/healthz`, `/readyz`, `/metrics` over HTTP).
-//! [`server`] owns the thread and its runtime.
+//! [`identity`] obtains and renews this proxy's own SVID from a remote CA. [`server`] owns the
+//! thread and its runtime.
 
 pub mod ca_service;
 pub mod control;
 pub mod convert;
 pub mod diff;
+pub mod identity;
 pub mod journal;
 pub mod metrics;
 pub mod ops;

@@ -8,6 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use shoal_dataplane::snapshot::ConfigStore;
+
+use crate::identity::{self, SvidSlot};
 use shoal_dataplane::worker::WorkerStats;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -16,13 +18,15 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct Probe {
     pub store: Arc<ConfigStore>,
     pub workers: Vec<Arc<WorkerStats>>,
+    /// The proxy's SVID, when it has an `identity`.
+    pub identity: Option<SvidSlot>,
 }
 
 impl Probe {
-    /// Ready once a config is installed on every worker (version > 0). The SVID condition of
-    /// the issue comes with mTLS.
+    /// Ready once a config is installed on every worker (version > 0) and, when the proxy has
+    /// an `identity`, it holds a valid SVID.
     pub fn ready(&self) -> bool {
-        self.store.version() > 0
+        self.store.version() > 0 && self.identity.as_ref().is_none_or(identity::holds_valid)
     }
 
     /// The Prometheus text exposition.

@@ -19,6 +19,7 @@ use shoal_proto::ca::v1::ca_service_server::CaServiceServer;
 use crate::Error;
 use crate::ca_service::CaApi;
 use crate::control::Control;
+use crate::identity::{IdentityAgent, SvidSlot};
 use crate::metrics::{self, Probe};
 use crate::service::AdminApi;
 
@@ -30,6 +31,8 @@ pub struct AdminOptions {
     pub metrics: Option<std::net::TcpListener>,
     /// The workers' counters (for `/metrics` and `GetStats`).
     pub workers: Vec<Arc<WorkerStats>>,
+    /// Obtain and renew this proxy's SVID into the slot.
+    pub identity: Option<(IdentityAgent, SvidSlot)>,
     /// The CA served as `shoal.ca.v1.CaService` beside the admin API.
     pub ca: Option<CaStore>,
 }
@@ -75,10 +78,15 @@ impl AdminServer {
             .name("shoal-admin".into())
             .spawn(move || {
                 rt.block_on(async move {
+                    let slot = opts.identity.as_ref().map(|(_, slot)| slot.clone());
+                    if let Some((agent, slot)) = opts.identity {
+                        tokio::spawn(agent.run(slot));
+                    }
                     if let Some(l) = opts.metrics {
                         let probe = Probe {
                             store: control.store().clone(),
                             workers: opts.workers.clone(),
+                            identity: slot,
                         };
                         match tokio::net::TcpListener::from_std(l) {
                             Ok(l) => {

@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 
 use shoal_dataplane::config::{
-    AccessLogSpec, AdminSpec, ClusterProtocol, ClusterSpec, ConfigSpec, DirectResponseSpec,
-    EndpointSpec, HeaderMatchSpec, HeaderOpsSpec, HeaderRuleSpec, HumanDuration, LbPolicy,
-    LimitsOverride, LimitsSpec, ListenerProtocol, ListenerSpec, MatchSpec, OutlierSpec, PoolSpec,
-    RedirectSpec, RouteSpec, TimeoutsOverride, TimeoutsSpec, VirtualHostSpec, WeightedClusterSpec,
-    WeightedEndpointSpec,
+    AccessLogSpec, AdminSpec, CaSpec, ClusterProtocol, ClusterSpec, ConfigSpec, DirectResponseSpec,
+    EndpointSpec, HeaderMatchSpec, HeaderOpsSpec, HeaderRuleSpec, HumanDuration, IdentitySpec,
+    LbPolicy, LimitsOverride, LimitsSpec, ListenerProtocol, ListenerSpec, MatchSpec, OutlierSpec,
+    PoolSpec, RedirectSpec, RouteSpec, TimeoutsOverride, TimeoutsSpec, VirtualHostSpec,
+    WeightedClusterSpec, WeightedEndpointSpec,
 };
 use shoal_dataplane::snapshot::FieldError;
 use shoal_proto::admin::v1 as pb;
@@ -358,8 +358,15 @@ impl FromProto<pb::Config> for ConfigSpec {
                     metrics: a.metrics,
                 }),
                 state_dir: c.state_dir,
+                ca: c.ca.map(|k| CaSpec { remote: k.remote }),
                 ..Default::default()
             };
+            if let Some(id) = c.identity {
+                spec.identity = Some(IdentitySpec {
+                    id: id.id,
+                    ttl: cx.opt_duration("identity", "ttl", id.ttl),
+                });
+            }
             if let Some(d) = cx.opt_duration("", "drain_timeout", c.drain_timeout) {
                 spec.drain_timeout = d;
             }

@@ -14,6 +14,8 @@ limits: { max_headers: 64 }
 timeouts: { request: 0s }
 admin: { grpc: "127.0.0.1:15000", metrics: "0.0.0.0:15090" }
 state_dir: /var/lib/shoal
+identity: { id: "spiffe://example.org/ns/default/sa/edge", ttl: 30m }
+ca: { remote: "127.0.0.1:15000" }
 listeners:
   - { name: web, address: "127.0.0.1:8080", routes: web, limits: { max_request_body_bytes: 10 }, timeouts: { idle: 5s } }
   - { name: db, address: "127.0.0.1:6432", protocol: tcp, cluster: db }

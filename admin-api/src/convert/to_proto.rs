@@ -226,6 +226,13 @@ impl ToProto<pb::Config> for ConfigSpec {
                 metrics: a.metrics.clone(),
             }),
             state_dir: c.state_dir.clone(),
+            identity: c.identity.as_ref().map(|i| pb::Identity {
+                id: i.id.clone(),
+                ttl: i.ttl.map(d),
+            }),
+            ca: c.ca.as_ref().map(|k| pb::Ca {
+                remote: k.remote.clone(),
+            }),
         }
     }
 }

@@ -44,6 +44,32 @@ pub struct ConfigSpec {
     /// next start; see README "Persistence". Not persisted when absent. A process setting.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<String>,
+    /// This proxy's own SPIFFE identity (SVID), obtained from `ca.remote` and renewed at about
+    /// half its lifetime. Off when absent. A process setting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentitySpec>,
+    /// Where the identity comes from. A process setting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<CaSpec>,
+}
+
+/// `identity:` the SVID this proxy holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySpec {
+    /// The SPIFFE ID to request, e.g. `spiffe://example.org/ns/default/sa/edge`.
+    pub id: String,
+    /// Requested lifetime; the CA caps it. Default: the CA's default (1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<HumanDuration>,
+}
+
+/// `ca:` the certificate authority this proxy asks for its SVID.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSpec {
+    /// `ip:port` of a shoal admin API serving `shoal.ca.v1.CaService`.
+    pub remote: String,
 }
 
 /// `admin:` the admin API's settings.

@@ -141,7 +141,8 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// `admin` and `state_dir`: read at start only, but checked with everything else.
+/// `admin`, `state_dir`, `identity` and `ca`: read at start only, but checked with everything
+/// else.
 fn check_process_settings(spec: &ConfigSpec, errs: &mut Errors) {
     if let Some(grpc) = spec.admin.as_ref().and_then(|a| a.grpc.as_deref()) {
         match grpc.parse::<SocketAddr>() {
@@ -162,6 +163,25 @@ fn check_process_settings(spec: &ConfigSpec, errs: &mut Errors) {
         .is_some_and(|d| d.trim().is_empty())
     {
         errs.push("state_dir", "must be a directory path");
+    }
+    if let Some(ca) = &spec.ca
+        && ca.remote.parse::<SocketAddr>().is_err()
+    {
+        errs.push(
+            "ca.remote",
+            format!("{:?} is not an ip:port address", ca.remote),
+        );
+    }
+    if let Some(id) = &spec.identity {
+        if !id.id.starts_with("spiffe://") {
+            errs.push("identity.id", format!("{:?} is not a spiffe:// ID", id.id));
+        }
+        if spec.ca.is_none() {
+            errs.push(
+                "identity",
+                "needs `ca: { remote: ADDR }` to obtain its SVID from",
+            );
+        }
     }
 }
 
