@@ -65,7 +65,7 @@ pub fn compile(spec: &ConfigSpec, prev: Option<&Snapshot>) -> Result<Snapshot, V
     {
         errs.push("access_log.path", "must be stdout, stderr or a file path");
     }
-    check_process_settings(spec, &mut errs);
+    settings::check_process_settings(spec, &mut errs);
 
     // Clusters.
     let mut clusters: HashMap<String, Arc<Cluster>> = HashMap::new();
@@ -139,50 +139,6 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-/// `admin`, `state_dir`, `identity` and `ca`: read at start only, but checked with everything
-/// else.
-fn check_process_settings(spec: &ConfigSpec, errs: &mut Errors) {
-    if let Some(grpc) = spec.admin.as_ref().and_then(|a| a.grpc.as_deref()) {
-        match grpc.parse::<SocketAddr>() {
-            Err(_) => errs.push("admin.grpc", format!("{grpc:?} is not an ip:port address")),
-            Ok(a) if !a.ip().is_loopback() => errs.push(
-                "admin.grpc",
-                format!(
-                    "{a} is not a loopback address: the admin API may listen elsewhere only \
-                     with mTLS, which is not supported yet (issue 5 follow-up); use 127.0.0.1"
-                ),
-            ),
-            Ok(_) => {}
-        }
-    }
-    if spec
-        .state_dir
-        .as_deref()
-        .is_some_and(|d| d.trim().is_empty())
-    {
-        errs.push("state_dir", "must be a directory path");
-    }
-    if let Some(ca) = &spec.ca
-        && ca.remote.parse::<SocketAddr>().is_err()
-    {
-        errs.push(
-            "ca.remote",
-            format!("{:?} is not an ip:port address", ca.remote),
-        );
-    }
-    if let Some(id) = &spec.identity {
-        if !id.id.starts_with("spiffe://") {
-            errs.push("identity.id", format!("{:?} is not a spiffe:// ID", id.id));
-        }
-        if spec.ca.is_none() {
-            errs.push(
-                "identity",
-                "needs `ca: { remote: ADDR }` to obtain its SVID from",
-            );
-        }
-    }
 }
 
 fn check_limits(path: &str, l: &LimitsSpec, errs: &mut Errors) {
@@ -751,6 +707,8 @@ fn header_ops(path: &str, ops: &HeaderOpsSpec, errs: &mut Errors) -> HeaderOps {
     }
     out
 }
+
+mod settings;
 
 #[cfg(test)]
 mod tests;
