@@ -263,3 +263,27 @@ fn a_non_loopback_admin_address_is_refused() {
         ConfigStore::check(&spec("admin: { grpc: 127.0.0.1:15000 }\nstate_dir: /tmp/x")).is_ok()
     );
 }
+
+#[test]
+fn identity_and_ca_settings_are_checked() {
+    let paths = |yaml: &str| -> Vec<String> {
+        ConfigStore::check(&spec(yaml))
+            .err()
+            .map(|r| r.errors.into_iter().map(|e| e.path).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        paths("identity: { id: \"spiffe://a.org/x\" }"),
+        ["identity"]
+    );
+    assert_eq!(
+        paths("identity: { id: \"a.org/x\" }\nca: { remote: \"127.0.0.1:1\" }"),
+        ["identity.id"]
+    );
+    assert_eq!(paths("ca: { remote: nowhere }"), ["ca.remote"]);
+    assert_eq!(paths("admin: { metrics: nowhere }"), ["admin.metrics"]);
+    assert!(
+        paths("identity: { id: \"spiffe://a.org/x\", ttl: 1h }\nca: { remote: \"127.0.0.1:1\" }")
+            .is_empty()
+    );
+}
