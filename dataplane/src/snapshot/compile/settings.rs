@@ -24,6 +24,11 @@ pub(super) fn check_process_settings(spec: &ConfigSpec, errs: &mut Errors) {
             Ok(_) => {}
         }
     }
+    if let Some(m) = spec.admin.as_ref().and_then(|a| a.metrics.as_deref())
+        && m.parse::<SocketAddr>().is_err()
+    {
+        errs.push("admin.metrics", format!("{m:?} is not an ip:port address"));
+    }
     if spec
         .state_dir
         .as_deref()
