@@ -44,6 +44,8 @@ enum Command {
     },
     /// Check a config file; prints every error with its field path.
     Validate { file: PathBuf },
+    /// Talk to a running shoal's admin API: get, apply -f OPS.yaml, watch.
+    Ctl(cli::ctl::Ctl),
     /// Offline certificate authority work (init, issue, inspect, rotate-root, bundle).
     #[command(subcommand)]
     Ca(cli::ca::CaCommand),
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
             demo_listen,
         } => run(config, workers, !no_pin, demo_listen),
         Command::Ca(cmd) => cli::ca::run(cmd),
+        Command::Ctl(ctl) => return cli::ctl::run(ctl),
         Command::Validate { file } => match shoal::validate_file(&file) {
             Ok(_) => {
                 println!("{}: ok", file.display());
@@ -86,6 +89,25 @@ fn main() -> ExitCode {
     }
 }
 
+const DEMO_ADMIN: &str = "127.0.0.1:15000";
+
+/// The demo enables the admin API on 127.0.0.1:15000 unless that port is taken.
+fn demo_admin() -> Option<SocketAddr> {
+    let addr: SocketAddr = DEMO_ADMIN.parse().ok()?;
+    match std::net::TcpListener::bind(addr) {
+        Ok(probe) => {
+            drop(probe);
+            Some(addr)
+        }
+        Err(e) => {
+            tracing::warn!(
+                "{DEMO_ADMIN} is not available ({e}): the demo runs without the admin API"
+            );
+            None
+        }
+    }
+}
+
 fn run(
     config: Option<PathBuf>,
     workers: Option<usize>,
@@ -99,17 +121,31 @@ fn run(
         None => {
             let upstream =
                 shoal::demo::start("127.0.0.1:0".parse()?).context("starting the demo upstream")?;
-            (shoal::demo_config(demo_listen, upstream)?, Some(upstream))
+            (
+                shoal::demo_config(demo_listen, upstream, demo_admin())?,
+                Some(upstream),
+            )
         }
     };
     if workers.is_some() {
         spec.workers = workers;
     }
-    let app = shoal::App::start(shoal::AppOptions {
-        spec,
-        config_path: config,
-        pin,
-    })?;
+    let start = |spec| {
+        shoal::App::start(shoal::AppOptions {
+            spec,
+            config_path: config.clone(),
+            pin,
+        })
+    };
+    let app = match start(spec.clone()) {
+        // The demo's admin port was free when probed but taken since: run without it.
+        Err(e) if demo.is_some() && format!("{e:#}").contains("admin.grpc: cannot listen") => {
+            tracing::warn!("{e:#}: the demo runs without the admin API");
+            spec.admin = None;
+            start(spec)?
+        }
+        other => other?,
+    };
     tracing::info!(
         workers = app.drivers().len(),
         driver = app.drivers().first().map(|d| d.name()).unwrap_or("-"),
@@ -120,6 +156,10 @@ fn run(
         println!("Shoal demo: listener http://{addr}/ -> demo upstream {upstream}");
         println!("  try: curl -i http://{addr}/hello");
         println!("       curl -i http://{addr}/healthz");
+        match app.admin_addr() {
+            Some(a) => println!("  admin API (gRPC): {a}   try: shoal ctl get"),
+            None => println!("  admin API off: {DEMO_ADMIN} is taken"),
+        }
         println!("Ctrl-C to stop.");
     }
     for signal in signals.forever() {

@@ -4,6 +4,9 @@
 
 mod support;
 
+mod admin;
+mod admin_ca;
+mod admin_more;
 mod ca_cli;
 mod config_changes;
 mod grpc;

@@ -15,6 +15,7 @@ use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -81,6 +82,8 @@ pub struct WorkerCtx {
     pub h2pool: H2Pool,
     /// Open downstream connections.
     pub active: Cell<usize>,
+    /// What the admin thread reads (`/metrics`); written with relaxed stores, once per connection.
+    pub stats: Arc<WorkerStats>,
     /// Fired when the worker starts draining.
     pub draining: Signal,
     /// Buffers lent to connections while they work on a request.
@@ -159,18 +162,30 @@ impl WorkerCtx {
     }
 }
 
+/// One worker's counters, readable from other threads (the admin thread sums them on a
+/// scrape). Only the owning worker writes them, so plain relaxed stores suffice; they live in
+/// their own allocation, so workers do not share a cache line.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub active_connections: AtomicUsize,
+    pub accepted_connections: AtomicU64,
+}
+
 /// Decrements the active connection count when the connection task ends.
 struct ConnGuard(Rc<WorkerCtx>);
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.0.active.set(self.0.active.get() - 1);
+        let n = self.0.active.get() - 1;
+        self.0.active.set(n);
+        self.0.stats.active_connections.store(n, Ordering::Relaxed);
     }
 }
 
 /// The worker threads of a process.
 pub struct Workers {
     links: Vec<WorkerLink>,
+    stats: Vec<Arc<WorkerStats>>,
     threads: Vec<JoinHandle<()>>,
     drivers: Vec<Driver>,
 }
@@ -183,8 +198,9 @@ impl Workers {
             .unwrap_or(1);
         let mut links = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
+        let stats: Vec<Arc<WorkerStats>> = (0..n).map(|_| Arc::default()).collect();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        for index in 0..n {
+        for (index, worker_stats) in stats.iter().cloned().enumerate() {
             let (tx, rx) = unbounded();
             links.push(WorkerLink { tx });
             let store = store.clone();
@@ -193,7 +209,7 @@ impl Workers {
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("shoal-worker-{index}"))
-                    .spawn(move || run_thread(index, core, store, rx, ready))?,
+                    .spawn(move || run_thread(index, core, store, worker_stats, rx, ready))?,
             );
         }
         drop(ready_tx);
@@ -209,9 +225,15 @@ impl Workers {
         }
         Ok(Self {
             links,
+            stats,
             threads,
             drivers,
         })
+    }
+
+    /// Each worker's counters (for `/metrics`).
+    pub fn stats(&self) -> Vec<Arc<WorkerStats>> {
+        self.stats.clone()
     }
 
     /// Links for `ConfigStore::attach_workers` (the store sends listener changes through them).
@@ -244,6 +266,7 @@ fn run_thread(
     index: usize,
     core: Option<usize>,
     store: Arc<ConfigStore>,
+    stats: Arc<WorkerStats>,
     rx: UnboundedReceiver<WorkerCmd>,
     ready: Ready,
 ) {
@@ -276,6 +299,7 @@ fn run_thread(
         pool: Pool::default(),
         h2pool: H2Pool::default(),
         active: Cell::new(0),
+        stats,
         draining: Signal::new(),
         bufs: BufPool::default(),
         headers: RefCell::new(HeaderStore::default()),
@@ -390,7 +414,13 @@ async fn accept_loop(
             continue;
         }
         let _ = stream.set_nodelay(true);
-        ctx.active.set(ctx.active.get() + 1);
+        let open = ctx.active.get() + 1;
+        ctx.active.set(open);
+        ctx.stats.active_connections.store(open, Ordering::Relaxed);
+        let accepted = ctx.stats.accepted_connections.load(Ordering::Relaxed) + 1;
+        ctx.stats
+            .accepted_connections
+            .store(accepted, Ordering::Relaxed);
         let guard = ConnGuard(ctx.clone());
         monoio::spawn(async move {
             let ctx = guard.0.clone();

@@ -1,2 +1,3 @@
 //! Subcommands other than `run`.
 pub mod ca;
+pub mod ctl;

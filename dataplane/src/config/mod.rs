@@ -36,6 +36,54 @@ pub struct ConfigSpec {
     /// Route tables by name; HTTP listeners refer to one by name.
     pub routes: BTreeMap<String, Vec<VirtualHostSpec>>,
     pub clusters: Vec<ClusterSpec>,
+    /// The admin API (gRPC on the admin thread). Off when absent. A process setting: read at
+    /// start only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminSpec>,
+    /// Directory where every applied config is persisted (atomically) and reloaded from at the
+    /// next start; see README "Persistence". Not persisted when absent. A process setting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<String>,
+    /// This proxy's own SPIFFE identity (SVID), obtained from `ca.remote` and renewed at about
+    /// half its lifetime. Off when absent. A process setting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentitySpec>,
+    /// Where the identity comes from. A process setting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<CaSpec>,
+}
+
+/// `identity:` the SVID this proxy holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySpec {
+    /// The SPIFFE ID to request, e.g. `spiffe://example.org/ns/default/sa/edge`.
+    pub id: String,
+    /// Requested lifetime; the CA caps it. Default: the CA's default (1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<HumanDuration>,
+}
+
+/// `ca:` the certificate authority this proxy asks for its SVID.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSpec {
+    /// `ip:port` of a shoal admin API serving `shoal.ca.v1.CaService`.
+    pub remote: String,
+}
+
+/// `admin:` the admin API's settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSpec {
+    /// `ip:port` of the gRPC admin API (e.g. `127.0.0.1:15000`; port 0 picks one). Loopback
+    /// only: another address needs mTLS, which is not supported yet. Off when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<String>,
+    /// `ip:port` of the HTTP health and metrics endpoints (`/healthz`, `/readyz`, `/metrics`,
+    /// Prometheus text). Read-only, so any address is allowed. Off when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
 }
 
 impl ConfigSpec {

@@ -65,6 +65,7 @@ pub fn compile(spec: &ConfigSpec, prev: Option<&Snapshot>) -> Result<Snapshot, V
     {
         errs.push("access_log.path", "must be stdout, stderr or a file path");
     }
+    settings::check_process_settings(spec, &mut errs);
 
     // Clusters.
     let mut clusters: HashMap<String, Arc<Cluster>> = HashMap::new();
@@ -822,6 +823,8 @@ fn header_ops(path: &str, ops: &HeaderOpsSpec, errs: &mut Errors) -> HeaderOps {
     }
     out
 }
+
+mod settings;
 
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@
 
 mod bind;
 mod compile;
+mod persist;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -27,6 +28,7 @@ use crate::worker::{WorkerCmd, WorkerLink};
 
 pub use bind::bind_reuseport;
 pub use compile::{FieldError, compile};
+pub use persist::{LoadError, StateFile};
 
 /// A compiled, immutable configuration.
 #[derive(Debug)]
@@ -100,6 +102,16 @@ impl Rejection {
     }
 }
 
+/// Why [`ConfigStore::apply_if`] refused a change; the running config is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// Compare-and-swap failed: the running version is not the one the caller expected.
+    #[error("config version is {current}, not {expected}")]
+    Conflict { expected: u64, current: u64 },
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+}
+
 /// A listener socket set owned by the workers, tracked by the store.
 struct Bound {
     id: u64,
@@ -112,6 +124,8 @@ struct Door {
     workers: Vec<WorkerLink>,
     bound: HashMap<Arc<str>, Bound>,
     next_id: u64,
+    /// Where applied configs are persisted (before the swap); none = not persisted.
+    state: Option<StateFile>,
 }
 
 /// Holds the running snapshot; the only way to change it is [`ConfigStore::apply`].
@@ -130,13 +144,26 @@ impl Default for ConfigStore {
 impl ConfigStore {
     /// An empty store (version 0, nothing listening).
     pub fn new() -> Self {
-        let empty = compile(&ConfigSpec::default(), None)
+        Self::resuming_after(0)
+    }
+
+    /// An empty store whose first `apply` produces version `last + 1`: a restart that re-applies
+    /// a persisted config of version `v` uses `resuming_after(v - 1)` so versions stay monotonic
+    /// across restarts (the persisted config keeps its version).
+    pub fn resuming_after(last: u64) -> Self {
+        let mut empty = compile(&ConfigSpec::default(), None)
             .unwrap_or_else(|_| unreachable!("empty config is valid"));
+        empty.version = last;
         Self {
             current: ArcSwap::from_pointee(empty),
-            version: AtomicU64::new(0),
+            version: AtomicU64::new(last),
             door: Mutex::default(),
         }
+    }
+
+    /// Persist every applied config to `state` (before the swap). Called before the first `apply`.
+    pub fn set_state_file(&self, state: Option<StateFile>) {
+        self.door.lock().unwrap_or_else(|e| e.into_inner()).state = state;
     }
 
     /// The running snapshot (lock-free).
@@ -178,10 +205,28 @@ impl ConfigStore {
             .map_err(|errors| Rejection { errors })
     }
 
-    /// Validates, compiles, binds and installs `spec` on every worker, all or nothing.
+    /// Validates, compiles, binds, persists and installs `spec` on every worker, all or nothing.
     /// Returns the new version once every worker runs it.
     pub fn apply(&self, spec: ConfigSpec) -> Result<u64, Rejection> {
         let mut door = self.door.lock().unwrap_or_else(|e| e.into_inner());
+        self.apply_locked(&mut door, spec)
+    }
+
+    /// [`apply`](Self::apply) as a compare-and-swap: with `Some(v)`, applies only if the running
+    /// version is `v`, checked under the same lock that serialises every apply, so two
+    /// controllers cannot overwrite each other. `None` applies unconditionally.
+    pub fn apply_if(&self, expected: Option<u64>, spec: ConfigSpec) -> Result<u64, ApplyError> {
+        let mut door = self.door.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(expected) = expected {
+            let current = self.current.load().version;
+            if current != expected {
+                return Err(ApplyError::Conflict { expected, current });
+            }
+        }
+        Ok(self.apply_locked(&mut door, spec)?)
+    }
+
+    fn apply_locked(&self, door: &mut Door, spec: ConfigSpec) -> Result<u64, Rejection> {
         let prev = self.current.load_full();
         let mut snap = compile(&spec, Some(&prev)).map_err(|errors| Rejection { errors })?;
         if let (Some(old), Some(new)) = (prev.spec.workers, spec.workers)
@@ -258,6 +303,17 @@ impl ConfigStore {
             .collect();
 
         let version = prev.version + 1;
+        if let Some(state) = &door.state {
+            state.save(version, &spec).map_err(|e| {
+                Rejection::one(
+                    "state_dir",
+                    format!(
+                        "cannot persist the config in {}: {e}",
+                        state.dir().display()
+                    ),
+                )
+            })?;
+        }
         snap.version = version;
         self.current.store(Arc::new(snap));
         self.version.store(version, Ordering::Release);

@@ -180,3 +180,110 @@ fn rejection_lists_every_error_on_its_own_line() {
         "config rejected (2 errors):\n  a: x\n  b.c[0]: y"
     );
 }
+
+#[test]
+fn apply_if_is_a_compare_and_swap() {
+    let store = ConfigStore::new();
+    assert_eq!(store.apply_if(Some(0), spec(V1)), Ok(1));
+    // A second controller that read version 0 loses and changes nothing.
+    assert_eq!(
+        store.apply_if(Some(0), spec(V2)),
+        Err(ApplyError::Conflict {
+            expected: 0,
+            current: 1
+        })
+    );
+    assert_eq!(store.version(), 1);
+    assert_eq!(store.load().spec, spec(V1));
+    assert_eq!(store.apply_if(Some(1), spec(V2)), Ok(2));
+    assert_eq!(store.apply_if(None, spec(V1)), Ok(3));
+    // A rejection under CAS is a rejection, and the version stays.
+    assert!(matches!(
+        store.apply_if(Some(3), spec(BROKEN)),
+        Err(ApplyError::Rejected(_))
+    ));
+    assert_eq!(store.version(), 3);
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "shoal-persist-{name}-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn applied_configs_are_persisted_and_rejections_are_not() {
+    let dir = temp_dir("apply");
+    let state = StateFile::new(dir.join("state"));
+    let store = ConfigStore::new();
+    store.set_state_file(Some(state.clone()));
+    assert_eq!(state.load().unwrap(), None);
+    store.apply(spec(V1)).unwrap();
+    store.apply(spec(V2)).unwrap();
+    assert_eq!(state.load().unwrap(), Some((2, spec(V2))));
+    assert!(store.apply(spec(BROKEN)).is_err());
+    assert_eq!(state.load().unwrap(), Some((2, spec(V2))));
+
+    // A restart resumes at the persisted version.
+    let again = ConfigStore::resuming_after(1);
+    assert_eq!(again.apply(spec(V2)), Ok(2));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_torn_temp_file_is_ignored_and_cleaned_up() {
+    let dir = temp_dir("torn");
+    let state = StateFile::new(&dir);
+    state.save(4, &spec(V1)).unwrap();
+    // A crash in the middle of the next write leaves a partial temp file behind.
+    let stray = dir.join(".config.yaml.tmp-999-5");
+    std::fs::write(&stray, "version: 5\nconfig:\n  listeners:\n  - {name: we").unwrap();
+    assert_eq!(state.load().unwrap(), Some((4, spec(V1))));
+    state.save(5, &spec(V2)).unwrap();
+    assert!(!stray.exists(), "stray temp file removed by the next write");
+    assert_eq!(state.load().unwrap(), Some((5, spec(V2))));
+    // Garbage in the real file is an error naming it, never a silent empty config.
+    std::fs::write(state.path(), "version: [").unwrap();
+    let err = state.load().unwrap_err().to_string();
+    assert!(err.contains("config.yaml"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_non_loopback_admin_address_is_refused() {
+    let err = ConfigStore::check(&spec("admin: { grpc: 0.0.0.0:15000 }")).unwrap_err();
+    assert_eq!(err.errors[0].path, "admin.grpc");
+    assert!(err.errors[0].message.contains("mTLS"), "{err}");
+    assert!(ConfigStore::check(&spec("admin: { grpc: nope }")).is_err());
+    assert!(
+        ConfigStore::check(&spec("admin: { grpc: 127.0.0.1:15000 }\nstate_dir: /tmp/x")).is_ok()
+    );
+}
+
+#[test]
+fn identity_and_ca_settings_are_checked() {
+    let paths = |yaml: &str| -> Vec<String> {
+        ConfigStore::check(&spec(yaml))
+            .err()
+            .map(|r| r.errors.into_iter().map(|e| e.path).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        paths("identity: { id: \"spiffe://a.org/x\" }"),
+        ["identity"]
+    );
+    assert_eq!(
+        paths("identity: { id: \"a.org/x\" }\nca: { remote: \"127.0.0.1:1\" }"),
+        ["identity.id"]
+    );
+    assert_eq!(paths("ca: { remote: nowhere }"), ["ca.remote"]);
+    assert_eq!(paths("admin: { metrics: nowhere }"), ["admin.metrics"]);
+    assert!(
+        paths("identity: { id: \"spiffe://a.org/x\", ttl: 1h }\nca: { remote: \"127.0.0.1:1\" }")
+            .is_empty()
+    );
+}

@@ -1,0 +1,118 @@
+//! The tonic `CaService` (`proto/shoal/ca/v1/ca.proto`): the CA in `<state_dir>/ca` as a
+//! service. `shoal_ca` is synchronous (file writes, signing), so every call runs on the
+//! blocking pool, one at a time (the store sits behind a mutex).
+
+use std::sync::{Arc, Mutex};
+
+use shoal_ca::{CaStore, Error as CaError, IssuePolicy};
+use shoal_proto::ca::v1 as pb;
+use shoal_proto::ca::v1::ca_service_server::CaService;
+use tonic::{Request, Response, Status};
+
+pub struct CaApi {
+    store: Arc<Mutex<CaStore>>,
+}
+
+impl CaApi {
+    pub fn new(store: CaStore) -> Self {
+        Self {
+            store: Arc::new(Mutex::new(store)),
+        }
+    }
+
+    async fn with_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut CaStore) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut store)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("CA task failed: {e}")))?
+    }
+}
+
+/// Maps CA errors to gRPC codes; the message never carries key material (shoal_ca's errors
+/// withhold it).
+fn status(e: CaError) -> Status {
+    let msg = e.to_string();
+    match e {
+        CaError::NotAllowed { .. } | CaError::ForeignTrustDomain { .. } => {
+            tracing::info!("CA: refused a CSR: {msg}");
+            Status::permission_denied(msg)
+        }
+        CaError::CsrMalformed(_)
+        | CaError::CsrBadSignature
+        | CaError::CsrUnsupportedExtension
+        | CaError::CsrSan(_)
+        | CaError::InvalidSpiffeId { .. }
+        | CaError::InvalidTtl(_)
+        | CaError::Pem(_) => Status::invalid_argument(msg),
+        CaError::IssuerExpired { .. } => Status::failed_precondition(msg),
+        _ => {
+            tracing::error!("CA: {msg}");
+            Status::internal(msg)
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl CaService for CaApi {
+    async fn sign_csr(
+        &self,
+        request: Request<pb::SignCsrRequest>,
+    ) -> Result<Response<pb::SignCsrResponse>, Status> {
+        let req = request.into_inner();
+        let ttl = req
+            .requested_ttl
+            .as_deref()
+            .map(|t| {
+                humantime::parse_duration(t.trim()).map_err(|e| {
+                    Status::invalid_argument(format!("requested_ttl: {t:?} is not a duration: {e}"))
+                })
+            })
+            .transpose()?;
+        let svid = self
+            .with_store(move |store| {
+                let policy = IssuePolicy::any_in(store.authority().trust_domain());
+                store.sign_csr(&req.csr_pem, ttl, &policy).map_err(status)
+            })
+            .await?;
+        tracing::info!(id = %svid.spiffe_id(), serial = svid.serial(), "CA: signed a CSR");
+        Ok(Response::new(pb::SignCsrResponse {
+            chain_pem: svid.chain_pem(),
+            spiffe_id: svid.spiffe_id().to_string(),
+            not_after: shoal_ca::format_time(svid.not_after()),
+        }))
+    }
+
+    async fn get_trust_bundle(
+        &self,
+        _: Request<pb::GetTrustBundleRequest>,
+    ) -> Result<Response<pb::GetTrustBundleResponse>, Status> {
+        let bundle_pem = self
+            .with_store(|store| Ok(store.trust_bundle().to_pem()))
+            .await?;
+        Ok(Response::new(pb::GetTrustBundleResponse { bundle_pem }))
+    }
+
+    async fn rotate_root(
+        &self,
+        _: Request<pb::RotateRootRequest>,
+    ) -> Result<Response<pb::RotateRootResponse>, Status> {
+        let reply = self
+            .with_store(|store| {
+                let fingerprint = store.rotate_root().map_err(status)?;
+                Ok(pb::RotateRootResponse {
+                    root_pem: store.authority().root_cert_pem(),
+                    fingerprint,
+                    bundle_pem: store.trust_bundle().to_pem(),
+                })
+            })
+            .await?;
+        tracing::info!(fingerprint = %reply.fingerprint, "CA: rotated the root");
+        Ok(Response::new(reply))
+    }
+}

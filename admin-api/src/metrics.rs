@@ -1,0 +1,151 @@
+//! `/healthz`, `/readyz` and `/metrics` (Prometheus text) over plain HTTP/1.1 on `admin.metrics`,
+//! served by the admin thread. One request per connection (`connection: close`); a scrape sums
+//! the workers' counters (relaxed atomic loads: the workers never wait for it).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use shoal_dataplane::snapshot::ConfigStore;
+
+use crate::identity::{self, SvidSlot};
+use shoal_dataplane::worker::WorkerStats;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the endpoints report on.
+pub struct Probe {
+    pub store: Arc<ConfigStore>,
+    pub workers: Vec<Arc<WorkerStats>>,
+    /// The proxy's SVID, when it has an `identity`.
+    pub identity: Option<SvidSlot>,
+}
+
+impl Probe {
+    /// Ready once a config is installed on every worker (version > 0) and, when the proxy has
+    /// an `identity`, it holds a valid SVID.
+    pub fn ready(&self) -> bool {
+        self.store.version() > 0 && self.identity.as_ref().is_none_or(identity::holds_valid)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let snap = self.store.load();
+        let mut out = String::new();
+        let mut gauge = |name: &str, help: &str, kind: &str, rows: &[(String, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in rows {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let one = |v: u64| [(String::new(), v)];
+        gauge(
+            "shoal_config_version",
+            "The running config version.",
+            "gauge",
+            &one(snap.version),
+        );
+        gauge(
+            "shoal_listeners",
+            "Listeners in the running config.",
+            "gauge",
+            &one(snap.listeners.len() as u64),
+        );
+        gauge(
+            "shoal_clusters",
+            "Clusters in the running config.",
+            "gauge",
+            &one(snap.clusters.len() as u64),
+        );
+        gauge(
+            "shoal_workers",
+            "Worker threads.",
+            "gauge",
+            &one(self.workers.len() as u64),
+        );
+        let per_worker = |f: &dyn Fn(&WorkerStats) -> u64| -> Vec<(String, u64)> {
+            self.workers
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (format!("{{worker=\"{i}\"}}"), f(w)))
+                .collect()
+        };
+        gauge(
+            "shoal_active_connections",
+            "Open downstream connections, per worker.",
+            "gauge",
+            &per_worker(&|w| w.active_connections.load(Ordering::Relaxed) as u64),
+        );
+        gauge(
+            "shoal_accepted_connections_total",
+            "Downstream connections accepted, per worker.",
+            "counter",
+            &per_worker(&|w| w.accepted_connections.load(Ordering::Relaxed)),
+        );
+        out
+    }
+}
+
+/// Accepts until the runtime stops.
+pub async fn serve(listener: TcpListener, probe: Arc<Probe>) {
+    loop {
+        match listener.accept().await {
+            Ok((s, _)) => {
+                tokio::spawn(handle(s, probe.clone()));
+            }
+            Err(e) => {
+                tracing::warn!("metrics accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn handle(mut s: TcpStream, probe: Arc<Probe>) {
+    let mut buf = Vec::with_capacity(1024);
+    let mut tmp = [0u8; 1024];
+    let head = tokio::time::timeout(Duration::from_secs(5), async {
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+            match s.read(&mut tmp).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            }
+        }
+        true
+    })
+    .await;
+    if head != Ok(true) {
+        return;
+    }
+    let line = String::from_utf8_lossy(&buf);
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    let (status, ctype, body) = match (method, path) {
+        ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
+        ("GET", "/readyz") if probe.ready() => ("200 OK", "text/plain", "ready\n".to_string()),
+        ("GET", "/readyz") => (
+            "503 Service Unavailable",
+            "text/plain",
+            "not ready\n".to_string(),
+        ),
+        ("GET", "/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            probe.render(),
+        ),
+        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_string(),
+        ),
+    };
+    let reply = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = s.write_all(reply.as_bytes()).await;
+    let _ = s.shutdown().await;
+}

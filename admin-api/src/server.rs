@@ -1,0 +1,172 @@
+//! The `shoal-admin` thread: a tokio current-thread runtime serving the gRPC admin API (plus
+//! server reflection, so `grpcurl` works without the .proto files) and the HTTP health and
+//! metrics endpoints, on listeners bound by the caller (so a port conflict is reported at
+//! start, and port 0 resolves before we return).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use shoal_proto::admin::v1::admin_service_server::AdminServiceServer;
+use tokio::sync::oneshot;
+use tonic::transport::server::TcpIncoming;
+
+use shoal_ca::CaStore;
+use shoal_dataplane::worker::WorkerStats;
+use shoal_proto::ca::v1::ca_service_server::CaServiceServer;
+
+use crate::Error;
+use crate::ca_service::CaApi;
+use crate::control::Control;
+use crate::identity::{IdentityAgent, SvidSlot};
+use crate::metrics::{self, Probe};
+use crate::service::AdminApi;
+
+/// What the admin thread serves.
+pub struct AdminOptions {
+    /// The gRPC admin API.
+    pub grpc: Option<std::net::TcpListener>,
+    /// `/healthz`, `/readyz`, `/metrics`.
+    pub metrics: Option<std::net::TcpListener>,
+    /// The workers' counters (for `/metrics` and `GetStats`).
+    pub workers: Vec<Arc<WorkerStats>>,
+    /// Obtain and renew this proxy's SVID into the slot.
+    pub identity: Option<(IdentityAgent, SvidSlot)>,
+    /// The CA served as `shoal.ca.v1.CaService` beside the admin API.
+    pub ca: Option<CaStore>,
+}
+
+/// The running admin thread; [`AdminServer::stop`] ends it.
+pub struct AdminServer {
+    addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl AdminServer {
+    /// Serves what `opts` asks for from a new `shoal-admin` thread.
+    pub fn start(opts: AdminOptions, control: Arc<Control>) -> Result<Self, Error> {
+        let mut addr = None;
+        if let Some(l) = &opts.grpc {
+            addr = Some(l.local_addr()?);
+            l.set_nonblocking(true)?;
+        }
+        let mut metrics_addr = None;
+        if let Some(l) = &opts.metrics {
+            metrics_addr = Some(l.local_addr()?);
+            l.set_nonblocking(true)?;
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::Io)?;
+        let ca = opts.ca.map(|store| CaServiceServer::new(CaApi::new(store)));
+        let mut reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(shoal_proto::FILE_DESCRIPTOR_SET)
+            // List only what is served.
+            .with_service_name("shoal.admin.v1.AdminService");
+        if ca.is_some() {
+            reflection = reflection.with_service_name("shoal.ca.v1.CaService");
+        }
+        let reflection = reflection
+            .build_v1()
+            .map_err(|e| Error::Reflection(e.to_string()))?;
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("shoal-admin".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    let slot = opts.identity.as_ref().map(|(_, slot)| slot.clone());
+                    if let Some((agent, slot)) = opts.identity {
+                        tokio::spawn(agent.run(slot));
+                    }
+                    if let Some(l) = opts.metrics {
+                        let probe = Probe {
+                            store: control.store().clone(),
+                            workers: opts.workers.clone(),
+                            identity: slot,
+                        };
+                        match tokio::net::TcpListener::from_std(l) {
+                            Ok(l) => {
+                                tracing::info!(addr = ?metrics_addr, "health and metrics listening");
+                                tokio::spawn(metrics::serve(l, Arc::new(probe)));
+                            }
+                            Err(e) => tracing::error!("metrics listener: {e}"),
+                        }
+                    }
+                    let grpc = async move {
+                        let Some(l) = opts.grpc else {
+                            return std::future::pending().await;
+                        };
+                        let listener = match tokio::net::TcpListener::from_std(l) {
+                            Ok(l) => l,
+                            Err(e) => {
+                                tracing::error!("admin API listener: {e}");
+                                return std::future::pending().await;
+                            }
+                        };
+                        tracing::info!(addr = ?addr, "admin API listening");
+                        let served = tonic::transport::Server::builder()
+                            .add_service(AdminServiceServer::new(AdminApi::new(control, opts.workers)))
+                            .add_service(reflection)
+                            .add_optional_service(ca)
+                            .serve_with_incoming(
+                                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                            )
+                            .await;
+                        if let Err(e) = served {
+                            tracing::error!("admin API stopped: {e}");
+                        }
+                    };
+                    tokio::select! {
+                        _ = grpc => {},
+                        _ = stop_rx => {}
+                    }
+                });
+                // Open Watch streams and in-flight calls are cut; a running apply finishes on
+                // the blocking pool within this grace period.
+                rt.shutdown_timeout(Duration::from_secs(2));
+            })
+            .map_err(Error::Io)?;
+        Ok(Self {
+            addr,
+            metrics_addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The address the gRPC admin API listens on.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    /// The address of `/healthz`, `/readyz` and `/metrics`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Stops serving and joins the thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("the admin thread panicked");
+        }
+    }
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
