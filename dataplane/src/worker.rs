@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures_core::Stream;
+use monoio::time::TimeDriver;
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
 use crate::proxy::http1::HeaderStore;
@@ -262,6 +263,33 @@ impl Workers {
 
 type Ready = std::sync::mpsc::Sender<(usize, Result<Driver, String>)>;
 
+type Runtime = FusionRuntime<TimeDriver<monoio::IoUringDriver>, TimeDriver<monoio::LegacyDriver>>;
+
+/// io_uring (epoll where it is unavailable). The ring is set up for the one thread that submits
+/// and reaps on it (COOP_TASKRUN + SINGLE_ISSUER + DEFER_TASKRUN, kernel 6.1+): completions are
+/// processed when the worker parks instead of interrupting it with a signal-style notification
+/// for each one. A kernel that refuses the flags gets a plain ring.
+fn build_runtime() -> io::Result<Runtime> {
+    let mut flags = io_uring::IoUring::builder();
+    flags
+        .setup_coop_taskrun()
+        .setup_taskrun_flag()
+        .setup_single_issuer()
+        .setup_defer_taskrun();
+    RuntimeBuilder::<FusionDriver>::new()
+        .enable_timer()
+        .with_entries(4096)
+        .uring_builder(flags)
+        .build()
+        .or_else(|e| {
+            tracing::debug!(error = %e, "io_uring refused the task-run flags; using a plain ring");
+            RuntimeBuilder::<FusionDriver>::new()
+                .enable_timer()
+                .with_entries(4096)
+                .build()
+        })
+}
+
 fn run_thread(
     index: usize,
     core: Option<usize>,
@@ -275,11 +303,7 @@ fn run_thread(
     {
         tracing::warn!(worker = index, core, error = ?e, "could not pin worker to its core");
     }
-    let runtime = RuntimeBuilder::<FusionDriver>::new()
-        .enable_timer()
-        .with_entries(4096)
-        .build();
-    let mut runtime = match runtime {
+    let mut runtime = match build_runtime() {
         Ok(r) => r,
         Err(e) => {
             let _ = ready.send((index, Err(e.to_string())));
