@@ -384,6 +384,11 @@ async fn health_and_metrics_endpoints() {
         "\nshoal_workers 1\n",
         "\nshoal_active_connections{worker=\"0\"} 1\n",
         "\nshoal_accepted_connections_total{worker=\"0\"} 1\n",
+        "\nshoal_http_requests_total{worker=\"0\"} 1\n",
+        "\nshoal_http_responses_total{worker=\"0\",class=\"2xx\"} 1\n",
+        "\nshoal_http_responses_total{worker=\"0\",class=\"5xx\"} 0\n",
+        "\nshoal_upstream_connects_total{worker=\"0\"} 1\n",
+        "\nshoal_upstream_connect_failures_total{worker=\"0\"} 0\n",
     ] {
         assert!(text.contains(line), "{line:?} missing in:\n{text}");
     }

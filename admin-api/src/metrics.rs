@@ -83,6 +83,43 @@ impl Probe {
             "counter",
             &per_worker(&|w| w.accepted_connections.load(Ordering::Relaxed)),
         );
+        gauge(
+            "shoal_http_requests_total",
+            "HTTP requests answered (HTTP/1.1 and HTTP/2, proxied or local), per worker.",
+            "counter",
+            &per_worker(&|w| w.requests.load(Ordering::Relaxed)),
+        );
+        let by_class: Vec<(String, u64)> = self
+            .workers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, w)| {
+                (0..5).map(move |c| {
+                    (
+                        format!("{{worker=\"{i}\",class=\"{}xx\"}}", c + 1),
+                        w.responses_by_class[c].load(Ordering::Relaxed),
+                    )
+                })
+            })
+            .collect();
+        gauge(
+            "shoal_http_responses_total",
+            "HTTP responses by status class, per worker.",
+            "counter",
+            &by_class,
+        );
+        gauge(
+            "shoal_upstream_connects_total",
+            "Upstream connections opened, per worker.",
+            "counter",
+            &per_worker(&|w| w.upstream_connects.load(Ordering::Relaxed)),
+        );
+        gauge(
+            "shoal_upstream_connect_failures_total",
+            "Upstream connects that failed or timed out, per worker.",
+            "counter",
+            &per_worker(&|w| w.upstream_connect_failures.load(Ordering::Relaxed)),
+        );
         out
     }
 }

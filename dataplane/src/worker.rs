@@ -170,6 +170,30 @@ impl WorkerCtx {
 pub struct WorkerStats {
     pub active_connections: AtomicUsize,
     pub accepted_connections: AtomicU64,
+    /// HTTP requests answered (HTTP/1.1 and HTTP/2), whoever wrote the response.
+    pub requests: AtomicU64,
+    /// Responses by class: [1xx, 2xx, 3xx, 4xx, 5xx].
+    pub responses_by_class: [AtomicU64; 5],
+    /// Upstream TCP connects that succeeded / failed (or timed out).
+    pub upstream_connects: AtomicU64,
+    pub upstream_connect_failures: AtomicU64,
+}
+
+/// Adds one to a counter only this worker writes: a plain load and store, no locked
+/// read-modify-write (the scraper only reads).
+#[inline]
+pub fn bump(counter: &AtomicU64) {
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+impl WorkerStats {
+    /// Counts a response with `status` (called on the worker that wrote it).
+    #[inline]
+    pub fn record_response(&self, status: u16) {
+        bump(&self.requests);
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        bump(&self.responses_by_class[class]);
+    }
 }
 
 /// Decrements the active connection count when the connection task ends.
@@ -319,7 +343,7 @@ fn run_thread(
     let ctx = Rc::new(WorkerCtx {
         index,
         store,
-        balancer: Balancer::new(),
+        balancer: Balancer::with_stats(stats.clone()),
         pool: Pool::default(),
         h2pool: H2Pool::default(),
         active: Cell::new(0),

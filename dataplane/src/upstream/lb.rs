@@ -10,9 +10,11 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::LbPolicy;
+use crate::worker::{WorkerStats, bump};
 
 use super::Cluster;
 
@@ -35,6 +37,8 @@ pub struct Balancer {
     health: RefCell<HashMap<SocketAddr, Health>>,
     in_flight: RefCell<HashMap<SocketAddr, Rc<Cell<u32>>>>,
     rng: RefCell<fastrand::Rng>,
+    /// The worker's counters (connect outcomes are reported here).
+    stats: Arc<WorkerStats>,
 }
 
 /// Counts a request in flight to an endpoint until dropped (least-request).
@@ -54,11 +58,17 @@ impl Default for Balancer {
 
 impl Balancer {
     pub fn new() -> Self {
+        Self::with_stats(Arc::default())
+    }
+
+    /// A balancer that also counts connect outcomes in `stats`.
+    pub fn with_stats(stats: Arc<WorkerStats>) -> Self {
         Self {
             clusters: RefCell::default(),
             health: RefCell::default(),
             in_flight: RefCell::default(),
             rng: RefCell::new(fastrand::Rng::new()),
+            stats,
         }
     }
 
@@ -159,6 +169,7 @@ impl Balancer {
 
     /// A connect to `addr` succeeded: clears its failure count.
     pub fn report_success(&self, addr: SocketAddr) {
+        bump(&self.stats.upstream_connects);
         if let Some(h) = self.health.borrow_mut().get_mut(&addr) {
             h.failures = 0;
             h.ejected_until = None;
@@ -167,6 +178,7 @@ impl Balancer {
 
     /// A connect to `addr` failed; ejects it after `cluster.outlier.consecutive_failures` in a row.
     pub fn report_failure(&self, cluster: &Cluster, addr: SocketAddr, now: Instant) {
+        bump(&self.stats.upstream_connect_failures);
         let limit = cluster.outlier.consecutive_failures;
         if limit == 0 {
             return;
@@ -283,6 +295,30 @@ mod tests {
         );
         let empty = cluster(LbPolicy::Random, &[]);
         assert_eq!(b.pick(&empty, now), None);
+    }
+
+    #[test]
+    fn connect_outcomes_and_responses_are_counted() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = Arc::new(WorkerStats::default());
+        let b = Balancer::with_stats(stats.clone());
+        let c = cluster(LbPolicy::RoundRobin, &[1]);
+        let now = Instant::now();
+        b.report_success(c.endpoints[0].addr);
+        b.report_failure(&c, c.endpoints[0].addr, now);
+        b.report_failure(&c, c.endpoints[0].addr, now);
+        assert_eq!(stats.upstream_connects.load(Relaxed), 1);
+        assert_eq!(stats.upstream_connect_failures.load(Relaxed), 2);
+        for status in [101, 200, 204, 302, 404, 431, 502, 504, 999] {
+            stats.record_response(status);
+        }
+        let classes: Vec<u64> = stats
+            .responses_by_class
+            .iter()
+            .map(|c| c.load(Relaxed))
+            .collect();
+        assert_eq!(classes, [1, 2, 1, 2, 3], "999 counts as 5xx");
+        assert_eq!(stats.requests.load(Relaxed), 9);
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub async fn handle(
     );
     let log_line =
         |status: u16, route: Option<&str>, cluster: Option<&str>, err: Option<String>| {
+            ctx.stats.record_response(status);
             if let Some(log) = &snap.access_log {
                 log.log(&Entry {
                     time: access_log::now_rfc3339(),
@@ -127,6 +128,9 @@ pub async fn handle(
                 &conn, &listener, route, &cluster, &info, parts, body, respond,
             )
             .await;
+            if let Some(status) = status {
+                ctx.stats.record_response(status);
+            }
             if let Some(log) = &snap.access_log {
                 log.log(&Entry {
                     time: access_log::now_rfc3339(),

@@ -260,6 +260,7 @@ async fn one_request(
         Ok(None) => return Next::Close,
         Err(e) => {
             tracing::debug!(listener = %l.name, client = %conn.peer, error = %e, "rejecting request head");
+            ctx.stats.record_response(e.status());
             respond::error(&mut conn.out, &e, true, None);
             let _ = send_out(conn).await;
             return Next::Close;
@@ -275,18 +276,30 @@ async fn one_request(
     let head_len = match parsed.parse_with_uninit_headers(&conn.buf, slots.spare_capacity_mut()) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
-            return fail_head(l, conn, ProxyError::BadRequest("malformed request head")).await;
+            return fail_head(
+                ctx,
+                l,
+                conn,
+                ProxyError::BadRequest("malformed request head"),
+            )
+            .await;
         }
         Err(httparse::Error::TooManyHeaders) => {
-            return fail_head(l, conn, ProxyError::HeadTooLarge).await;
+            return fail_head(ctx, l, conn, ProxyError::HeadTooLarge).await;
         }
         Err(_) => {
-            return fail_head(l, conn, ProxyError::BadRequest("malformed request head")).await;
+            return fail_head(
+                ctx,
+                l,
+                conn,
+                ProxyError::BadRequest("malformed request head"),
+            )
+            .await;
         }
     };
     conn.rx = head_len as u64;
     if head_len > l.limits.max_request_head_bytes {
-        return fail_head(l, conn, ProxyError::HeadTooLarge).await;
+        return fail_head(ctx, l, conn, ProxyError::HeadTooLarge).await;
     }
     let method = parsed.method.unwrap_or("GET");
     let target = parsed.path.unwrap_or("/");
@@ -294,6 +307,7 @@ async fn one_request(
     let headers: &[httparse::Header<'_>] = parsed.headers;
     if method == "CONNECT" {
         return fail_head(
+            ctx,
             l,
             conn,
             ProxyError::MethodNotAllowed("CONNECT is not supported"),
@@ -302,14 +316,14 @@ async fn one_request(
     }
     let info = match head::request_info(version, headers) {
         Ok(i) => i,
-        Err(e) => return fail_head(l, conn, e).await,
+        Err(e) => return fail_head(ctx, l, conn, e).await,
     };
     let (host, path_and_query) = match split_target(target, headers) {
         Ok(v) => v,
-        Err(e) => return fail_head(l, conn, e).await,
+        Err(e) => return fail_head(ctx, l, conn, e).await,
     };
     if version == 1 && host.is_none() {
-        return fail_head(l, conn, ProxyError::BadRequest("missing host header")).await;
+        return fail_head(ctx, l, conn, ProxyError::BadRequest("missing host header")).await;
     }
     let host = host.unwrap_or("");
     let path = path_and_query.split('?').next().unwrap_or("/");
@@ -436,6 +450,7 @@ async fn one_request(
             (status, f.endpoint, Next::Close, Some(f.err.to_string()))
         }
     };
+    ctx.stats.record_response(status);
     if let (Some(log), Some((m, p))) = (&snap.access_log, &req.log) {
         log.log(&Entry {
             time: access_log::now_rfc3339(),
@@ -458,7 +473,8 @@ async fn one_request(
     next
 }
 
-async fn fail_head(l: &Listener, conn: &mut Conn, e: ProxyError) -> Next {
+async fn fail_head(ctx: &WorkerCtx, l: &Listener, conn: &mut Conn, e: ProxyError) -> Next {
+    ctx.stats.record_response(e.status());
     tracing::debug!(listener = %l.name, client = %conn.peer, error = %e, "rejecting request");
     respond::error(&mut conn.out, &e, true, None);
     let _ = send_out(conn).await;
@@ -478,7 +494,7 @@ async fn finish_local(
     close: bool,
     error: Option<String>,
 ) -> Next {
-    let _ = ctx;
+    ctx.stats.record_response(status);
     let ok = send_out(conn).await.is_ok();
     if let (Some(log), Some((m, p))) = (&snap.access_log, &req.log) {
         log.log(&Entry {
