@@ -144,3 +144,62 @@ clusters:
     assert!(body.contains("reset"), "{body}");
     app.shutdown();
 }
+
+fn limited(up: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+listeners:
+  - {{ name: web, address: "127.0.0.1:0", routes: web,
+      limits: {{ max_connections_per_worker: 1 }}, timeouts: {{ keepalive_idle: 300ms }} }}
+routes:
+  web:
+    - domains: ["*"]
+      routes:
+        - {{ cluster: up }}
+clusters:
+  - {{ name: up, endpoints: ["{up}"] }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_closed_and_idle_keepalive_ends() {
+    use tokio::io::AsyncReadExt;
+    let up = upstream::http_echo("a").await;
+    let app = support::start(&limited(up.addr));
+    let addr = app.listener_addr("web").unwrap();
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    first
+        .write_all(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(support::read_response(&mut first).await.0, 200);
+
+    // A second connection while the first is open: closed without an answer.
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    let _ = second.write_all(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n").await;
+    let mut buf = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), second.read_to_end(&mut buf)).await;
+    assert!(
+        r.is_ok() && buf.is_empty(),
+        "over-limit connection got {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+
+    // The first connection, left idle, is closed after keepalive_idle (300ms)...
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(5), first.read_to_end(&mut buf)).await;
+    assert!(
+        r.is_ok() && buf.is_empty(),
+        "idle keep-alive connection not closed"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "closed too early: {:?}",
+        started.elapsed()
+    );
+    // ...which frees the slot for a new connection.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(support::get(addr, "h", "/").await.0, 200);
+    app.shutdown();
+}
