@@ -128,6 +128,8 @@ impl Cx<'_> {
                 .timeouts
                 .map(|x| self.timeouts(&join(path, "timeouts"), x)),
             http2: l.http2.map(|h| self.http2(&join(path, "http2"), h)),
+            tls: None,
+            policy: None,
         }
     }
 
@@ -211,6 +213,7 @@ impl Cx<'_> {
                     service: g.service,
                     method: g.method,
                 }),
+                principals: Vec::new(),
             },
             prefix_rewrite: r.prefix_rewrite,
             timeout: self.opt_duration(path, "timeout", r.timeout),
@@ -353,6 +356,7 @@ impl Cx<'_> {
                     .unwrap_or(doo.ejection_time),
             },
             http2,
+            tls: None,
         }
     }
 }

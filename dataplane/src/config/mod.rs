@@ -8,6 +8,7 @@
 
 mod duration;
 mod either;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,6 +16,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use duration::HumanDuration;
+pub use tls::{
+    CertificateSpec, ClusterTlsSpec, ListenerTlsSpec, PolicyAction, PolicyRuleSpec, PolicySpec,
+    TlsMode,
+};
 
 /// The whole configuration of a Shoal process.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -36,6 +41,9 @@ pub struct ConfigSpec {
     /// Route tables by name; HTTP listeners refer to one by name.
     pub routes: BTreeMap<String, Vec<VirtualHostSpec>>,
     pub clusters: Vec<ClusterSpec>,
+    /// Authorization policies by name; listeners and routes refer to one with `policy:`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<PolicySpec>,
     /// The admin API (gRPC on the admin thread). Off when absent. A process setting: read at
     /// start only.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -195,6 +203,13 @@ pub struct ListenerSpec {
     /// HTTP/2 settings of `auto` and `http2` listeners (defaults when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http2: Option<Http2Spec>,
+    /// TLS termination (plain or mutual). Plaintext when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTlsSpec>,
+    /// Authorization policy (a name in `policies`) checked for every request (HTTP) or
+    /// connection (TCP: a denied peer is disconnected). None when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 /// A listener's HTTP/2 settings. The defaults bound per-connection memory (windows x streams) and
@@ -335,6 +350,9 @@ pub struct RouteSpec {
     pub request_headers: HeaderOpsSpec,
     #[serde(skip_serializing_if = "HeaderOpsSpec::is_empty")]
     pub response_headers: HeaderOpsSpec,
+    /// Authorization policy (a name in `policies`) checked after the listener's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -359,6 +377,10 @@ pub struct MatchSpec {
     /// content-type is `application/grpc*`. Not combined with path, prefix or regex.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grpc: Option<GrpcMatchSpec>,
+    /// Peer SPIFFE IDs (exact or `.../sa/*`), one of which the connection's mTLS peer must
+    /// have; empty = any peer, with or without an identity.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub principals: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -482,6 +504,9 @@ pub struct ClusterSpec {
     /// HTTP/2 upstream connections (`protocol: http2` or `auto`).
     #[serde(default)]
     pub http2: ClusterHttp2Spec,
+    /// Originate mutual TLS with this proxy's SVID. Plaintext when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClusterTlsSpec>,
 }
 
 /// Keepalive of a cluster's HTTP/2 connections: a connection whose PING goes unanswered is

@@ -237,6 +237,7 @@ mod tests {
                 pool: PoolSpec::default(),
                 outlier: OutlierSpec::default(),
                 http2: Default::default(),
+                tls: None,
             },
         }
     }
