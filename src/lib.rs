@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use shoal_admin::identity::{IdentityAgent, SvidSlot};
+use shoal_admin::identity::{IdentityAgent, SharedCa, Source, SvidSlot};
 use shoal_admin::{AdminOptions, AdminServer, Control};
 use shoal_dataplane::config::ConfigSpec;
 use shoal_dataplane::snapshot::{ConfigStore, Rejection, StateFile};
+use shoal_dataplane::tls::Credentials;
 use shoal_dataplane::worker::{Driver, Workers};
 
 /// How to start an [`App`].
@@ -80,15 +81,15 @@ impl App {
         store.attach_workers(workers.links());
         store.apply(spec)?;
         let control = Control::new(store.clone());
-        let identity = identity_agent(&store.load().spec)?;
+        let running = store.load_full();
+        let ca = ca_store(&running.spec, grpc_listener.is_some())?;
+        let identity = identity_agent(&running.spec, ca.clone(), running.creds.clone())?;
         let svid = identity.as_ref().map(|(_, slot)| slot.clone());
         let admin = if grpc_listener.is_some() || metrics_listener.is_some() || identity.is_some() {
             let opts = AdminOptions {
                 identity,
-                ca: ca_store(
-                    store.load().spec.state_dir.as_deref(),
-                    grpc_listener.is_some(),
-                )?,
+                ca,
+                creds: Some(running.creds.clone()),
                 grpc: grpc_listener,
                 metrics: metrics_listener,
                 workers: workers.stats(),
@@ -163,37 +164,67 @@ impl App {
     }
 }
 
-/// The CA in `<state_dir>/ca`, served over gRPC when it exists and the admin API runs.
-fn ca_store(state_dir: Option<&str>, grpc: bool) -> Result<Option<shoal_ca::CaStore>> {
-    let Some(dir) = state_dir.map(|d| Path::new(d).join("ca")) else {
+/// The CA in `<state_dir>/ca`: served over gRPC when it exists and the admin API runs; created
+/// on first start when the proxy's `identity` has no `ca.remote` (the local CA issues it).
+fn ca_store(spec: &ConfigSpec, grpc: bool) -> Result<Option<SharedCa>> {
+    let Some(dir) = spec.state_dir.as_deref().map(|d| Path::new(d).join("ca")) else {
         return Ok(None);
     };
-    if !grpc || !shoal_ca::CaStore::exists(&dir) {
+    let local_identity = spec.identity.is_some() && spec.ca.is_none();
+    let store = if local_identity {
+        let id: shoal_ca::SpiffeId = spec
+            .identity
+            .as_ref()
+            .map(|i| i.id.as_str())
+            .unwrap_or_default()
+            .parse()
+            .context("identity.id")?;
+        shoal_ca::CaStore::load_or_init(&dir, id.trust_domain())
+            .with_context(|| format!("the local CA in {}", dir.display()))?
+    } else if grpc && shoal_ca::CaStore::exists(&dir) {
+        shoal_ca::CaStore::open(&dir)
+            .with_context(|| format!("opening the CA in {}", dir.display()))?
+    } else {
         return Ok(None);
+    };
+    if grpc {
+        tracing::info!(dir = %dir.display(), "serving the CA (shoal.ca.v1.CaService)");
     }
-    let store = shoal_ca::CaStore::open(&dir)
-        .with_context(|| format!("opening the CA in {}", dir.display()))?;
-    tracing::info!(dir = %dir.display(), "serving the CA (shoal.ca.v1.CaService)");
-    Ok(Some(store))
+    Ok(Some(Arc::new(std::sync::Mutex::new(store))))
 }
 
-/// The identity agent for `identity:` + `ca: { remote }`, with an empty slot.
-fn identity_agent(spec: &ConfigSpec) -> Result<Option<(IdentityAgent, SvidSlot)>> {
-    let (Some(identity), Some(ca)) = (&spec.identity, &spec.ca) else {
+/// The identity agent for `identity:`, from `ca.remote` or the local CA, with an empty slot.
+fn identity_agent(
+    spec: &ConfigSpec,
+    local: Option<SharedCa>,
+    creds: Arc<Credentials>,
+) -> Result<Option<(IdentityAgent, SvidSlot)>> {
+    let Some(identity) = &spec.identity else {
         return Ok(None);
     };
     let id: shoal_ca::SpiffeId = identity
         .id
         .parse()
         .with_context(|| format!("identity.id: {:?}", identity.id))?;
-    let ca: SocketAddr = ca
-        .remote
-        .parse()
-        .with_context(|| format!("ca.remote: {:?}", ca.remote))?;
+    let (source, bundle_refresh) = match (&spec.ca, local) {
+        (Some(ca), _) => {
+            let addr: SocketAddr = ca
+                .remote
+                .parse()
+                .with_context(|| format!("ca.remote: {:?}", ca.remote))?;
+            (Source::Remote(addr), ca.bundle_refresh.get())
+        }
+        (None, Some(local)) => (Source::Local(local), std::time::Duration::from_secs(5)),
+        (None, None) => {
+            anyhow::bail!("identity: needs `ca.remote` or a `state_dir` for a local CA")
+        }
+    };
     let agent = IdentityAgent {
         id,
-        ca,
+        source,
         ttl: identity.ttl.map(|t| t.get()),
+        bundle_refresh,
+        creds,
     };
     Ok(Some((agent, SvidSlot::default())))
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 
-fn shoal(dir: &Path, args: &[&str]) -> String {
+pub fn shoal(dir: &Path, args: &[&str]) -> String {
     let out = Command::new(BIN)
         .current_dir(dir)
         .args(args)

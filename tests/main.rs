@@ -13,5 +13,7 @@ mod grpc;
 mod h2;
 mod http1;
 mod http1_errors;
+mod mesh;
+mod mesh_tls;
 mod process;
 mod tcp;

@@ -15,9 +15,12 @@ pub struct CaApi {
 
 impl CaApi {
     pub fn new(store: CaStore) -> Self {
-        Self {
-            store: Arc::new(Mutex::new(store)),
-        }
+        Self::shared(Arc::new(Mutex::new(store)))
+    }
+
+    /// Serves a store shared with the local identity agent.
+    pub fn shared(store: crate::identity::SharedCa) -> Self {
+        Self { store }
     }
 
     async fn with_store<T: Send + 'static>(

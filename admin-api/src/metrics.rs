@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use shoal_dataplane::snapshot::ConfigStore;
 
-use crate::identity::{self, SvidSlot};
+use crate::identity::{self, SharedCa, SvidSlot};
+use shoal_ca::OffsetDateTime;
+use shoal_dataplane::tls::Credentials;
 use shoal_dataplane::worker::WorkerStats;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -20,6 +22,10 @@ pub struct Probe {
     pub workers: Vec<Arc<WorkerStats>>,
     /// The proxy's SVID, when it has an `identity`.
     pub identity: Option<SvidSlot>,
+    /// The data plane's TLS credentials.
+    pub creds: Option<Arc<Credentials>>,
+    /// The CA this process holds.
+    pub ca: Option<SharedCa>,
 }
 
 impl Probe {
@@ -120,7 +126,67 @@ impl Probe {
             "counter",
             &per_worker(&|w| w.upstream_connect_failures.load(Ordering::Relaxed)),
         );
+        gauge(
+            "shoal_tls_handshake_failures_total",
+            "Downstream TLS handshakes that failed (certificate refused, identity not allowed, timeout), per worker.",
+            "counter",
+            &per_worker(&|w| w.tls_handshake_failures.load(Ordering::Relaxed)),
+        );
+        gauge(
+            "shoal_policy_denials_total",
+            "Requests (HTTP) and connections (TCP) denied by an authorization policy, per worker.",
+            "counter",
+            &per_worker(&|w| w.policy_denials.load(Ordering::Relaxed)),
+        );
+        self.render_expiry(&mut out);
         out
+    }
+
+    /// `shoal_certificate_expiry_seconds`: seconds until each certificate this proxy depends on
+    /// expires (negative once expired): its SVID, every root of its trust bundle, and, when it
+    /// holds a CA, that CA's active root and intermediate.
+    fn render_expiry(&self, out: &mut String) {
+        let now = OffsetDateTime::now_utc();
+        let secs = |t: OffsetDateTime| (t - now).whole_seconds();
+        let mut rows: Vec<(String, i64)> = Vec::new();
+        if let Some(creds) = &self.creds {
+            if let Some(svid) = creds.svid() {
+                rows.push((
+                    format!(
+                        "{{kind=\"svid\",id=\"{}\",serial=\"{}\"}}",
+                        svid.id, svid.serial
+                    ),
+                    secs(svid.not_after),
+                ));
+            }
+            if let Some(trust) = creds.trust() {
+                for (fp, not_after) in &trust.root_expiry {
+                    rows.push((
+                        format!("{{kind=\"bundle_root\",fingerprint=\"{fp}\"}}"),
+                        secs(*not_after),
+                    ));
+                }
+            }
+        }
+        if let Some(ca) = &self.ca {
+            let store = ca.lock().unwrap_or_else(|e| e.into_inner());
+            let a = store.authority();
+            rows.push(("{kind=\"ca_root\"}".to_string(), secs(a.root_not_after())));
+            rows.push((
+                "{kind=\"ca_intermediate\"}".to_string(),
+                secs(a.intermediate_not_after()),
+            ));
+        }
+        if rows.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "# HELP shoal_certificate_expiry_seconds Seconds until the certificate expires (negative: expired).\n# TYPE shoal_certificate_expiry_seconds gauge"
+        );
+        for (labels, v) in rows {
+            let _ = writeln!(out, "shoal_certificate_expiry_seconds{labels} {v}");
+        }
     }
 }
 

@@ -12,16 +12,16 @@ use shoal_proto::admin::v1::admin_service_server::AdminServiceServer;
 use tokio::sync::oneshot;
 use tonic::transport::server::TcpIncoming;
 
-use shoal_ca::CaStore;
 use shoal_dataplane::worker::WorkerStats;
 use shoal_proto::ca::v1::ca_service_server::CaServiceServer;
 
 use crate::Error;
 use crate::ca_service::CaApi;
 use crate::control::Control;
-use crate::identity::{IdentityAgent, SvidSlot};
+use crate::identity::{IdentityAgent, SharedCa, SvidSlot};
 use crate::metrics::{self, Probe};
 use crate::service::AdminApi;
+use shoal_dataplane::tls::Credentials;
 
 /// What the admin thread serves.
 pub struct AdminOptions {
@@ -33,8 +33,10 @@ pub struct AdminOptions {
     pub workers: Vec<Arc<WorkerStats>>,
     /// Obtain and renew this proxy's SVID into the slot.
     pub identity: Option<(IdentityAgent, SvidSlot)>,
-    /// The CA served as `shoal.ca.v1.CaService` beside the admin API.
-    pub ca: Option<CaStore>,
+    /// The CA served as `shoal.ca.v1.CaService` beside the admin API (when `grpc` is set).
+    pub ca: Option<SharedCa>,
+    /// The data plane's TLS credentials (expiry metrics).
+    pub creds: Option<Arc<Credentials>>,
 }
 
 /// The running admin thread; [`AdminServer::stop`] ends it.
@@ -62,7 +64,11 @@ impl AdminServer {
             .enable_all()
             .build()
             .map_err(Error::Io)?;
-        let ca = opts.ca.map(|store| CaServiceServer::new(CaApi::new(store)));
+        let ca = opts
+            .ca
+            .clone()
+            .filter(|_| opts.grpc.is_some())
+            .map(|store| CaServiceServer::new(CaApi::shared(store)));
         let mut reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(shoal_proto::FILE_DESCRIPTOR_SET)
             // List only what is served.
@@ -87,6 +93,8 @@ impl AdminServer {
                             store: control.store().clone(),
                             workers: opts.workers.clone(),
                             identity: slot,
+                            creds: opts.creds.clone(),
+                            ca: opts.ca.clone(),
                         };
                         match tokio::net::TcpListener::from_std(l) {
                             Ok(l) => {

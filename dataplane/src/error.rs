@@ -42,6 +42,9 @@ pub enum ProxyError {
     UpstreamH2(h2::Error),
     #[error("not supported: {0}")]
     Unsupported(&'static str),
+    /// An authorization policy denied the request.
+    #[error("denied by policy {0}")]
+    Forbidden(std::sync::Arc<str>),
 }
 
 impl ProxyError {
@@ -63,6 +66,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => 504,
             ProxyError::DownstreamIo(_) => 400,
             ProxyError::DownstreamTimeout => 408,
+            ProxyError::Forbidden(_) => 403,
         }
     }
 
@@ -73,7 +77,8 @@ impl ProxyError {
             | ProxyError::BodyTooLarge
             | ProxyError::MethodNotAllowed(_)
             | ProxyError::DownstreamIo(_)
-            | ProxyError::DownstreamTimeout => Side::Downstream,
+            | ProxyError::DownstreamTimeout
+            | ProxyError::Forbidden(_) => Side::Downstream,
             ProxyError::NoRoute | ProxyError::Unsupported(_) => Side::Internal,
             _ => Side::Upstream,
         }
@@ -96,6 +101,7 @@ impl ProxyError {
             ProxyError::DownstreamTimeout => "request timeout",
             ProxyError::UpstreamH2(_) => "upstream http/2 error",
             ProxyError::Unsupported(why) => why,
+            ProxyError::Forbidden(_) => "denied by authorization policy",
         }
     }
 }
@@ -107,6 +113,7 @@ pub mod grpc_status {
     pub const DEADLINE_EXCEEDED: u32 = 4;
     pub const UNIMPLEMENTED: u32 = 12;
     pub const RESOURCE_EXHAUSTED: u32 = 8;
+    pub const PERMISSION_DENIED: u32 = 7;
 }
 
 impl ProxyError {
@@ -125,6 +132,7 @@ impl ProxyError {
             | ProxyError::UpstreamH2(_)
             | ProxyError::Unsupported(_) => UNAVAILABLE,
             ProxyError::BadRequest(_) | ProxyError::DownstreamIo(_) => INTERNAL,
+            ProxyError::Forbidden(_) => PERMISSION_DENIED,
         }
     }
 }

@@ -12,6 +12,7 @@
 pub mod access_log;
 pub mod config;
 pub mod error;
+pub mod policy;
 pub mod proxy;
 pub mod route;
 pub mod signal;

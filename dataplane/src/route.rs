@@ -62,6 +62,8 @@ pub struct RequestHead<'a, H: HeaderSource + ?Sized> {
     /// Path without the query string.
     pub path: &'a str,
     pub headers: &'a H,
+    /// The connection's mTLS peer identity.
+    pub peer: Option<&'a shoal_ca::SpiffeId>,
 }
 
 #[derive(Debug)]
@@ -89,6 +91,8 @@ pub struct Route {
     pub timeout: Option<Duration>,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
+    /// Authorization checked after the listener's.
+    pub policy: Option<Arc<crate::policy::Policy>>,
 }
 
 #[derive(Debug, Default)]
@@ -99,6 +103,8 @@ pub struct RouteMatch {
     pub headers: Vec<HeaderMatch>,
     /// A gRPC match: the content-type must be `application/grpc` or `application/grpc+...`.
     pub grpc: bool,
+    /// The mTLS peer must match one; empty = any peer.
+    pub principals: Vec<shoal_ca::IdPattern>,
 }
 
 #[derive(Debug, Default)]
@@ -228,6 +234,13 @@ impl RouteMatch {
             return false;
         }
         if self.grpc && !is_grpc(req.headers.header("content-type")) {
+            return false;
+        }
+        if !self.principals.is_empty()
+            && !req
+                .peer
+                .is_some_and(|id| self.principals.iter().any(|p| p.matches(id)))
+        {
             return false;
         }
         self.headers.iter().all(|h| {

@@ -177,6 +177,10 @@ pub struct WorkerStats {
     /// Upstream TCP connects that succeeded / failed (or timed out).
     pub upstream_connects: AtomicU64,
     pub upstream_connect_failures: AtomicU64,
+    /// Downstream TLS handshakes that failed (bad certificate, identity not allowed, timeout).
+    pub tls_handshake_failures: AtomicU64,
+    /// Requests (HTTP) and connections (TCP) an authorization policy denied.
+    pub policy_denials: AtomicU64,
 }
 
 /// Adds one to a counter only this worker writes: a plain load and store, no locked
@@ -193,6 +197,16 @@ impl WorkerStats {
         bump(&self.requests);
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         bump(&self.responses_by_class[class]);
+    }
+
+    #[inline]
+    pub fn tls_handshake_failed(&self) {
+        bump(&self.tls_handshake_failures);
+    }
+
+    #[inline]
+    pub fn policy_denied(&self) {
+        bump(&self.policy_denials);
     }
 }
 

@@ -422,7 +422,7 @@ impl FromProto<pb::Config> for ConfigSpec {
                     metrics: a.metrics,
                 }),
                 state_dir: c.state_dir,
-                ca: c.ca.map(|k| CaSpec { remote: k.remote }),
+                ca: c.ca.map(|k| CaSpec::remote(k.remote)),
                 ..Default::default()
             };
             if let Some(id) = c.identity {

@@ -52,7 +52,8 @@ pub struct ConfigSpec {
     /// next start; see README "Persistence". Not persisted when absent. A process setting.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<String>,
-    /// This proxy's own SPIFFE identity (SVID), obtained from `ca.remote` and renewed at about
+    /// This proxy's own SPIFFE identity (SVID), obtained from `ca.remote` (or, without `ca`,
+    /// from the local CA in `<state_dir>/ca`, created on first start) and renewed at about
     /// half its lifetime. Off when absent. A process setting.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<IdentitySpec>,
@@ -78,6 +79,25 @@ pub struct IdentitySpec {
 pub struct CaSpec {
     /// `ip:port` of a shoal admin API serving `shoal.ca.v1.CaService`.
     pub remote: String,
+    /// How often the trust bundle is fetched between SVID renewals, so a rotated root is
+    /// trusted before peers present certificates from it. Default 30s; keep it well below the
+    /// CA's root activation delay.
+    #[serde(default = "default_bundle_refresh")]
+    pub bundle_refresh: HumanDuration,
+}
+
+fn default_bundle_refresh() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+impl CaSpec {
+    /// `remote` with the default settings.
+    pub fn remote(remote: String) -> Self {
+        Self {
+            remote,
+            bundle_refresh: default_bundle_refresh(),
+        }
+    }
 }
 
 /// `admin:` the admin API's settings.

@@ -5,10 +5,10 @@ use std::io;
 use std::time::Duration;
 
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use super::http1::chunked::{ChunkedError, ChunkedScanner};
+use super::stream::Stream;
 use crate::worker::BufPool;
 
 /// Size of the body copy buffer (monoio's own copy uses 4 KiB; large buffers are ~3x faster here).
@@ -27,8 +27,8 @@ pub enum CopyError {
 
 /// Reads more bytes into `buf` (appended after `buf.len()`, growing the spare room to `spare`).
 /// Returns the byte count (0 = EOF), or `Err(TimedOut)` after `timeout`.
-pub async fn fill(
-    stream: &mut TcpStream,
+pub async fn fill<S: AsyncReadRent>(
+    stream: &mut S,
     buf: &mut Vec<u8>,
     spare: usize,
     timeout: Duration,
@@ -48,7 +48,7 @@ pub async fn fill(
 }
 
 /// Writes all of `buf[..]`; `buf` is handed to the kernel and given back.
-pub async fn write_all(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
+pub async fn write_all<S: AsyncWriteRent>(stream: &mut S, buf: &mut Vec<u8>) -> io::Result<()> {
     let owned = std::mem::take(buf);
     let (res, owned) = stream.write_all(owned).await;
     *buf = owned;
@@ -56,7 +56,7 @@ pub async fn write_all(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<
 }
 
 /// Writes `buf[..n]`, then removes those bytes from the front of `buf`.
-async fn write_front(stream: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> io::Result<()> {
+async fn write_front(stream: &mut Stream, buf: &mut Vec<u8>, n: usize) -> io::Result<()> {
     let owned = std::mem::take(buf);
     let (res, slice) = stream.write_all(owned.slice(0..n)).await;
     *buf = slice.into_inner();
@@ -78,9 +78,9 @@ pub enum BodyKind {
 #[allow(clippy::too_many_arguments)]
 pub async fn copy_body(
     bufs: &BufPool,
-    src: &mut TcpStream,
+    src: &mut Stream,
     pending: &mut Vec<u8>,
-    dst: &mut TcpStream,
+    dst: &mut Stream,
     kind: &mut BodyKind,
     scratch: &mut Vec<u8>,
     idle: Duration,

@@ -7,23 +7,23 @@
 
 use std::cell::Cell;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
-use monoio::net::TcpStream;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use crate::access_log::{self, Entry};
+use crate::policy::Subject;
 use crate::signal::Signal;
 use crate::snapshot::{Listener, Snapshot};
 use crate::upstream::Cluster;
-use crate::upstream::pool::connect;
+use crate::upstream::pool::connect_to;
 use crate::worker::WorkerCtx;
 
 use super::io::COPY_BUF;
+use super::stream::Stream;
 
 /// Serves one TCP session on a `protocol: tcp` listener.
 pub async fn serve(
@@ -31,10 +31,22 @@ pub async fn serve(
     snap: Arc<Snapshot>,
     listener: Arc<Listener>,
     cluster: Arc<Cluster>,
-    client: TcpStream,
+    client: Stream,
     peer: SocketAddr,
 ) {
     let start = Instant::now();
+    if let Some(policy) = &listener.policy {
+        let subject = Subject {
+            peer: client.peer_id().map(|id| &**id),
+            method: None,
+            path: None,
+        };
+        if !policy.allows(&subject) {
+            ctx.stats.policy_denied();
+            tracing::debug!(listener = %listener.name, client = %peer, peer_id = ?subject.peer.map(ToString::to_string), policy = %policy.name, "tcp connection denied by policy; closing");
+            return;
+        }
+    }
     let mut last_err = None;
     let mut upstream = None;
     // A connect failure is always safe to retry on another endpoint.
@@ -42,7 +54,7 @@ pub async fn serve(
         let Some(addr) = ctx.balancer.pick(&cluster, Instant::now()) else {
             break;
         };
-        match connect(addr, cluster.connect_timeout).await {
+        match connect_to(&cluster, addr, false).await {
             Ok(s) => {
                 ctx.balancer.report_success(addr);
                 upstream = Some((s, addr));
@@ -92,8 +104,8 @@ pub async fn serve(
 /// Forwards bytes both ways until both directions have ended; `a_pending`/`b_pending` are bytes
 /// already read from `a`/`b` that must reach the other side first. Returns (a->b, b->a) byte counts.
 pub async fn tunnel(
-    a: TcpStream,
-    b: TcpStream,
+    a: Stream,
+    b: Stream,
     a_pending: Vec<u8>,
     b_pending: Vec<u8>,
     idle: Duration,

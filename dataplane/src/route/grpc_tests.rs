@@ -89,6 +89,7 @@ fn grpc_matches() {
             host: "x",
             path,
             headers: &h,
+            peer: None,
         };
         assert_eq!(
             find(t, &req).map(|r| r.id.to_string()).as_deref(),

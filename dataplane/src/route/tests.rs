@@ -32,6 +32,7 @@ fn find_id(
         host,
         path,
         headers,
+        peer: None,
     };
     find(table, &req).map(|r| r.id.to_string())
 }
@@ -458,6 +459,7 @@ fn header_regex_on_non_utf8_value_does_not_match() {
     let req = RequestHead {
         method: "GET",
         host: "headers.test",
+        peer: None,
         path: "/regex",
         headers: &headers[..],
     };
@@ -469,6 +471,7 @@ fn header_regex_on_non_utf8_value_does_not_match() {
     let req = RequestHead {
         method: "GET",
         host: "headers.test",
+        peer: None,
         path: "/regex",
         headers: &headers[..],
     };
@@ -544,6 +547,7 @@ fn route<'t>(t: &'t RouteTable, path: &str) -> &'t Route {
         host: "any",
         path,
         headers,
+        peer: None,
     };
     find(t, &req).unwrap_or_else(|| panic!("no route for {path}"))
 }

@@ -16,10 +16,12 @@ use crate::config::{
     ClusterSpec, ConfigSpec, HeaderMatchSpec, HeaderOpsSpec, Http2Spec, LimitsSpec,
     ListenerProtocol, ListenerSpec, RouteSpec, TimeoutsSpec, VirtualHostSpec,
 };
+use crate::policy::Policy;
 use crate::route::{
     Action, HeaderMatch, HeaderMatchKind, HeaderOps, PathMatch, Redirect, Route, RouteMatch,
     RouteTable, VirtualHost,
 };
+use crate::tls::Credentials;
 use crate::upstream::{Cluster, Endpoint};
 
 use super::{Listener, ListenerKind, Snapshot, Timeouts};
@@ -66,12 +68,14 @@ pub fn compile(spec: &ConfigSpec, prev: Option<&Snapshot>) -> Result<Snapshot, V
         errs.push("access_log.path", "must be stdout, stderr or a file path");
     }
     settings::check_process_settings(spec, &mut errs);
+    let creds = prev.map_or_else(Credentials::new, |p| p.creds.clone());
+    let policies = security::policies(spec, &mut errs);
 
     // Clusters.
     let mut clusters: HashMap<String, Arc<Cluster>> = HashMap::new();
     for (i, c) in spec.clusters.iter().enumerate() {
         let path = format!("clusters[{i}]");
-        if let Some(cluster) = compile_cluster(&path, c, prev, &mut errs)
+        if let Some(cluster) = compile_cluster(&path, c, spec, prev, &creds, &mut errs)
             && clusters.insert(c.name.clone(), cluster).is_some()
         {
             errs.push(
@@ -90,7 +94,9 @@ pub fn compile(spec: &ConfigSpec, prev: Option<&Snapshot>) -> Result<Snapshot, V
         }
         tables.insert(
             name.clone(),
-            Arc::new(compile_table(&path, name, vhosts, &clusters, &mut errs)),
+            Arc::new(compile_table(
+                &path, name, vhosts, &clusters, &policies, &mut errs,
+            )),
         );
     }
 
@@ -99,7 +105,9 @@ pub fn compile(spec: &ConfigSpec, prev: Option<&Snapshot>) -> Result<Snapshot, V
     let mut addresses: HashSet<SocketAddr> = HashSet::new();
     for (i, l) in spec.listeners.iter().enumerate() {
         let path = format!("listeners[{i}]");
-        let Some(listener) = compile_listener(&path, l, spec, &clusters, &tables, &mut errs) else {
+        let Some(listener) = compile_listener(
+            &path, l, spec, &clusters, &tables, &policies, &creds, &mut errs,
+        ) else {
             continue;
         };
         if listener.address.port() != 0 && !addresses.insert(listener.address) {
@@ -130,6 +138,7 @@ pub fn compile(spec: &ConfigSpec, prev: Option<&Snapshot>) -> Result<Snapshot, V
         route_tables: tables,
         drain_timeout: spec.drain_timeout.get(),
         access_log: None,
+        creds,
     })
 }
 
@@ -177,12 +186,15 @@ fn check_timeouts(path: &str, t: &TimeoutsSpec, errs: &mut Errors) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn compile_listener(
     path: &str,
     l: &ListenerSpec,
     spec: &ConfigSpec,
     clusters: &HashMap<String, Arc<Cluster>>,
     tables: &HashMap<String, Arc<RouteTable>>,
+    policies: &HashMap<String, Arc<Policy>>,
+    creds: &Arc<Credentials>,
     errs: &mut Errors,
 ) -> Option<Listener> {
     if !valid_name(&l.name) {
@@ -270,11 +282,37 @@ fn compile_listener(
             }
         }
     };
+    let tls = l.tls.as_ref().and_then(|t| {
+        security::listener_tls(&format!("{path}.tls"), t, l.protocol, spec, creds, errs)
+    });
+    let policy = security::policy_ref(
+        &format!("{path}.policy"),
+        l.policy.as_deref(),
+        policies,
+        errs,
+    );
+    if l.protocol == ListenerProtocol::Tcp
+        && let Some(p) = &policy
+        && p.needs_request()
+    {
+        errs.push(
+            format!("{path}.policy"),
+            format!(
+                "policy {:?} has path or method conditions, which a tcp listener cannot check",
+                p.name
+            ),
+        );
+    }
+    if l.tls.is_some() && tls.is_none() {
+        return None;
+    }
     Some(Listener {
         name: Arc::from(l.name.as_str()),
         address: address?,
         protocol: l.protocol,
         kind: kind?,
+        tls,
+        policy,
         limits,
         timeouts: Timeouts {
             header_read: t.header_read.get(),
@@ -345,7 +383,9 @@ fn check_http2(path: &str, h: &Http2Spec, errs: &mut Errors) {
 fn compile_cluster(
     path: &str,
     c: &ClusterSpec,
+    spec: &ConfigSpec,
     prev: Option<&Snapshot>,
+    creds: &Arc<Credentials>,
     errs: &mut Errors,
 ) -> Option<Arc<Cluster>> {
     let before = errs.0.len();
@@ -386,6 +426,9 @@ fn compile_cluster(
             Err(msg) => errs.push(epath, msg),
         }
     }
+    let tls = c.tls.as_ref().and_then(|t| {
+        security::cluster_tls(&format!("{path}.tls"), t, c.protocol, spec, creds, errs)
+    });
     if errs.0.len() > before {
         return None;
     }
@@ -404,6 +447,7 @@ fn compile_cluster(
         connect_timeout: c.connect_timeout.get(),
         pool: c.pool,
         outlier: c.outlier,
+        tls,
         spec: c.clone(),
     }))
 }
@@ -430,6 +474,7 @@ fn compile_table(
     name: &str,
     vhosts: &[VirtualHostSpec],
     clusters: &HashMap<String, Arc<Cluster>>,
+    policies: &HashMap<String, Arc<Policy>>,
     errs: &mut Errors,
 ) -> RouteTable {
     let mut table = RouteTable {
@@ -486,6 +531,7 @@ fn compile_table(
                     j,
                     r,
                     clusters,
+                    policies,
                     errs,
                 )
             })
@@ -523,6 +569,7 @@ fn anchored(path: &str, re: &str, errs: &mut Errors) -> Option<Regex> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn compile_route(
     path: &str,
     table: &str,
@@ -530,6 +577,7 @@ fn compile_route(
     idx: usize,
     r: &RouteSpec,
     clusters: &HashMap<String, Arc<Cluster>>,
+    policies: &HashMap<String, Arc<Policy>>,
     errs: &mut Errors,
 ) -> Option<Route> {
     let before = errs.0.len();
@@ -738,6 +786,27 @@ fn compile_route(
         &r.response_headers,
         errs,
     );
+    let principals = m
+        .principals
+        .iter()
+        .enumerate()
+        .filter_map(|(k, p)| match p.parse::<shoal_ca::IdPattern>() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errs.push(
+                    format!("{path}.match.principals[{k}]"),
+                    format!("{p:?}: {e}"),
+                );
+                None
+            }
+        })
+        .collect();
+    let policy = security::policy_ref(
+        &format!("{path}.policy"),
+        r.policy.as_deref(),
+        policies,
+        errs,
+    );
     if errs.0.len() > before {
         return None;
     }
@@ -748,7 +817,9 @@ fn compile_route(
             methods,
             headers,
             grpc: m.grpc.is_some(),
+            principals,
         },
+        policy,
         action: action?,
         prefix_rewrite: r.prefix_rewrite.clone(),
         timeout: r
@@ -824,7 +895,10 @@ fn header_ops(path: &str, ops: &HeaderOpsSpec, errs: &mut Errors) -> HeaderOps {
     out
 }
 
+mod security;
 mod settings;
+
+pub use security::{ALPN_H1, ALPN_H2, ClusterTls, ListenerTls};
 
 #[cfg(test)]
 mod tests;

@@ -22,12 +22,14 @@ use arc_swap::{ArcSwap, Guard};
 
 use crate::access_log::AccessLog;
 use crate::config::{ConfigSpec, Http2Spec, LimitsSpec, ListenerProtocol};
+use crate::policy::Policy;
 use crate::route::RouteTable;
+use crate::tls::Credentials;
 use crate::upstream::Cluster;
 use crate::worker::{WorkerCmd, WorkerLink};
 
 pub use bind::bind_reuseport;
-pub use compile::{FieldError, compile};
+pub use compile::{ALPN_H1, ALPN_H2, ClusterTls, FieldError, ListenerTls, compile};
 pub use persist::{LoadError, StateFile};
 
 /// A compiled, immutable configuration.
@@ -41,6 +43,9 @@ pub struct Snapshot {
     pub drain_timeout: Duration,
     /// Opened by `apply` (never by `compile`, which has no side effects).
     pub access_log: Option<Arc<AccessLog>>,
+    /// The proxy's rotating SVID and trust bundle (the same for every version: TLS configs
+    /// read it at each handshake).
+    pub creds: Arc<Credentials>,
 }
 
 #[derive(Debug)]
@@ -53,6 +58,10 @@ pub struct Listener {
     pub timeouts: Timeouts,
     /// HTTP/2 settings (used by `auto` and `http2` listeners).
     pub http2: Http2Spec,
+    /// TLS termination; plaintext when `None`.
+    pub tls: Option<Arc<ListenerTls>>,
+    /// Authorization checked for every request (HTTP) or connection (TCP).
+    pub policy: Option<Arc<Policy>>,
 }
 
 #[derive(Debug)]

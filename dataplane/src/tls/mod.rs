@@ -6,20 +6,25 @@
 //!   cluster expects. The DNS name passed to `connect` is only SNI.
 //! - [`SpiffeClientVerifier`] (inbound, server side): rustls' `WebPkiClientVerifier` checks the
 //!   chain, validity and EKU clientAuth; then the URI SAN must match one of the allow patterns.
-//! - [`server_config`] / [`client_config`] assemble ready `Arc<ServerConfig>`/`Arc<ClientConfig>`;
-//!   rotating an SVID or the bundle means building new ones and swapping them in.
+//! - [`mutual_server_config`] / [`mutual_client_config`] assemble ready `Arc<ServerConfig>` /
+//!   `Arc<ClientConfig>` that read the rotating [`Credentials`] at every handshake: rotating the
+//!   SVID or the bundle is a swap there, no config is rebuilt. [`edge_server_config`] serves
+//!   files' certificates chosen by SNI.
 //!
 //! The peer identity of an established connection is [`peer_spiffe_id`] of its certificates.
 
+mod creds;
 mod verify;
 
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use shoal_ca::{IdPattern, SpiffeId, Svid, TrustBundle};
 
-pub use verify::{SpiffeClientVerifier, SpiffeServerVerifier, peer_spiffe_id};
+pub use creds::{Credentials, CurrentSvid, SvidResolver, Trust};
+pub use verify::{SpiffeClientVerifier, SpiffeServerVerifier, peer_spiffe_id, spiffe_id_of};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -52,55 +57,155 @@ pub fn root_store(bundle: &TrustBundle) -> Result<Arc<RootCertStore>, TlsError> 
     Ok(Arc::new(roots))
 }
 
-fn chain_and_key(
-    svid: &Svid,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
-    let key = svid.key().ok_or(TlsError::NoKey)?;
-    let chain = svid
-        .chain_der()
-        .iter()
-        .map(|d| CertificateDer::from(d.clone()))
-        .collect();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.pkcs8_der().to_vec()));
-    Ok((chain, key))
-}
-
 /// A server config presenting `svid` and requiring a client SVID that chains to `bundle` and
-/// matches one of `allow`.
+/// matches one of `allow` (fixed credentials; the proxy uses [`mutual_server_config`]).
 pub fn server_config(
     svid: &Svid,
     bundle: &TrustBundle,
     allow: Vec<IdPattern>,
     alpn: &[&[u8]],
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = provider();
-    let verifier = SpiffeClientVerifier::new(root_store(bundle)?, allow, provider.clone())?;
-    let (chain, key) = chain_and_key(svid)?;
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(Arc::new(verifier))
-        .with_single_cert(chain, key)?;
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(Arc::new(config))
+    mutual_server_config(Credentials::with(svid, bundle)?, allow, alpn)
 }
 
-/// A client config presenting `svid` and accepting only a server whose SVID is `expected`.
+/// A client config presenting `svid` and accepting only a server whose SVID is `expected`
+/// (fixed credentials; the proxy uses [`mutual_client_config`]).
 pub fn client_config(
     svid: &Svid,
     bundle: &TrustBundle,
     expected: SpiffeId,
     alpn: &[&[u8]],
 ) -> Result<Arc<ClientConfig>, TlsError> {
+    mutual_client_config(Credentials::with(svid, bundle)?, expected, alpn)
+}
+
+/// The server side of mutual TLS with rotating credentials: presents the current SVID of
+/// `creds`, requires a client SVID chaining to its current bundle and matching `allow`.
+/// Session resumption is off (it would share a locked cache between workers; a resumed
+/// session would also skip the allow check on a rotated bundle).
+pub fn mutual_server_config(
+    creds: Arc<Credentials>,
+    allow: Vec<IdPattern>,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
-    let verifier = SpiffeServerVerifier::new(root_store(bundle)?, expected, provider.clone());
-    let (chain, key) = chain_and_key(svid)?;
+    let verifier = SpiffeClientVerifier::new(creds.clone(), allow, provider.clone());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_cert_resolver(Arc::new(SvidResolver(creds)));
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    Ok(Arc::new(config))
+}
+
+/// The client side of mutual TLS with rotating credentials: presents the current SVID of
+/// `creds` and accepts only a server whose SVID is `expected`.
+pub fn mutual_client_config(
+    creds: Arc<Credentials>,
+    expected: SpiffeId,
+    alpn: &[&[u8]],
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = provider();
+    let verifier = SpiffeServerVerifier::new(creds.clone(), expected, provider.clone());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_client_auth_cert(chain, key)?;
+        .with_client_cert_resolver(Arc::new(SvidResolver(creds)));
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
+}
+
+/// Plain TLS termination (edge): `certs` are (chain, key) pairs; SNI picks the first whose DNS
+/// SANs match (exact, then `*.` wildcard), else the first pair.
+pub fn edge_server_config(
+    certs: Vec<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let mut entries = Vec::with_capacity(certs.len());
+    for (chain, key) in certs {
+        let names = chain.first().map(|c| dns_names(c)).unwrap_or_default();
+        let signer = provider.key_provider.load_private_key(key)?;
+        entries.push((names, Arc::new(CertifiedKey::new(chain, signer))));
+    }
+    if entries.is_empty() {
+        return Err(TlsError::NoKey);
+    }
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniResolver { entries }));
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    Ok(Arc::new(config))
+}
+
+/// The DNS SANs of a certificate, lowercased.
+fn dns_names(der: &[u8]) -> Vec<String> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Chooses the certificate by SNI (see [`edge_server_config`]).
+#[derive(Debug)]
+struct SniResolver {
+    entries: Vec<(Vec<String>, Arc<CertifiedKey>)>,
+}
+
+impl SniResolver {
+    fn pick(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
+        if let Some(sni) = sni {
+            let sni = sni.to_ascii_lowercase();
+            if let Some((_, k)) = self.entries.iter().find(|(n, _)| n.contains(&sni)) {
+                return k.clone();
+            }
+            if let Some((_, rest)) = sni.split_once('.') {
+                let wild = format!("*.{rest}");
+                if let Some((_, k)) = self.entries.iter().find(|(n, _)| n.contains(&wild)) {
+                    return k.clone();
+                }
+            }
+        }
+        self.entries[0].1.clone()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.pick(hello.server_name()))
+    }
+}
+
+/// Reads a PEM certificate chain and private key (PKCS#8, PKCS#1 or SEC1) from files.
+pub fn load_pem_files(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    use rustls::pki_types::pem::PemObject;
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    Ok((chain, key))
 }
 
 #[cfg(test)]

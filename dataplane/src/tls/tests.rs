@@ -236,8 +236,10 @@ fn missing_client_certificate_is_rejected() {
     let p = pki();
     let server = server_config(&p.server, &p.bundle, allow_default(), &[]).unwrap();
     let provider = provider();
+    let creds = Credentials::new();
+    creds.install_bundle(&p.bundle).unwrap();
     let verifier = SpiffeServerVerifier::new(
-        root_store(&p.bundle).unwrap(),
+        creds,
         id("spiffe://example.org/ns/default/sa/server"),
         provider.clone(),
     );

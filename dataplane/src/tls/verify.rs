@@ -6,16 +6,13 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
-use rustls::{
-    CertificateError, DigitallySignedStruct, DistinguishedName, Error, RootCertStore,
-    SignatureScheme,
-};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 use shoal_ca::{IdPattern, SpiffeId};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use super::TlsError;
+use super::Credentials;
 
 /// The SPIFFE ID of a certificate: its single URI SAN, parsed. `None` when it has none, several,
 /// or one that is not a valid SPIFFE ID.
@@ -36,6 +33,10 @@ pub fn spiffe_id_of(der: &[u8]) -> Option<SpiffeId> {
 /// The peer's SPIFFE ID from the certificates of an established connection (leaf first).
 pub fn peer_spiffe_id(certs: &[CertificateDer<'_>]) -> Option<SpiffeId> {
     certs.first().and_then(|c| spiffe_id_of(c))
+}
+
+fn no_bundle() -> Error {
+    Error::General("no trust bundle installed yet".into())
 }
 
 fn id_error(msg: String) -> Error {
@@ -60,7 +61,7 @@ impl std::error::Error for SpiffeMismatch {}
 /// Verifies an upstream's certificate: chain to the bundle, validity, EKU serverAuth, and the
 /// URI SAN equal to the expected SPIFFE ID.
 pub struct SpiffeServerVerifier {
-    roots: Arc<RootCertStore>,
+    creds: Arc<Credentials>,
     expected: SpiffeId,
     provider: Arc<CryptoProvider>,
 }
@@ -74,13 +75,10 @@ impl fmt::Debug for SpiffeServerVerifier {
 }
 
 impl SpiffeServerVerifier {
-    pub fn new(
-        roots: Arc<RootCertStore>,
-        expected: SpiffeId,
-        provider: Arc<CryptoProvider>,
-    ) -> Self {
+    /// Verifies against the trust bundle current in `creds` at each handshake.
+    pub fn new(creds: Arc<Credentials>, expected: SpiffeId, provider: Arc<CryptoProvider>) -> Self {
         Self {
-            roots,
+            creds,
             expected,
             provider,
         }
@@ -96,10 +94,11 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
+        let trust = self.creds.trust().ok_or_else(no_bundle)?;
         let cert = ParsedCertificate::try_from(end_entity)?;
         rustls::client::verify_server_cert_signed_by_trust_anchor(
             &cert,
-            &self.roots,
+            &trust.roots,
             intermediates,
             now,
             self.provider.signature_verification_algorithms.all,
@@ -154,8 +153,9 @@ impl ServerCertVerifier for SpiffeServerVerifier {
 /// Verifies a downstream client's certificate with webpki (chain, validity, EKU clientAuth),
 /// then admits it only if its SPIFFE ID matches an allow pattern.
 pub struct SpiffeClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
+    creds: Arc<Credentials>,
     allow: Vec<IdPattern>,
+    provider: Arc<CryptoProvider>,
 }
 
 impl fmt::Debug for SpiffeClientVerifier {
@@ -168,21 +168,24 @@ impl fmt::Debug for SpiffeClientVerifier {
 }
 
 impl SpiffeClientVerifier {
+    /// Verifies against the trust bundle current in `creds` at each handshake.
     pub fn new(
-        roots: Arc<RootCertStore>,
+        creds: Arc<Credentials>,
         allow: Vec<IdPattern>,
         provider: Arc<CryptoProvider>,
-    ) -> Result<Self, TlsError> {
-        let inner = WebPkiClientVerifier::builder_with_provider(roots, provider)
-            .build()
-            .map_err(|e| TlsError::Verifier(e.to_string()))?;
-        Ok(Self { inner, allow })
+    ) -> Self {
+        Self {
+            creds,
+            allow,
+            provider,
+        }
     }
 }
 
 impl ClientCertVerifier for SpiffeClientVerifier {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
+        // The bundle rotates; hints are optional (clients send their SVID regardless).
+        &[]
     }
 
     fn verify_client_cert(
@@ -191,7 +194,9 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        self.inner
+        let trust = self.creds.trust().ok_or_else(no_bundle)?;
+        trust
+            .client
             .verify_client_cert(end_entity, intermediates, now)?;
         match spiffe_id_of(end_entity) {
             Some(id) if self.allow.iter().any(|p| p.matches(&id)) => {
@@ -208,7 +213,12 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -217,11 +227,18 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 
     fn offer_client_auth(&self) -> bool {

@@ -23,10 +23,9 @@ use std::future::poll_fn;
 use bytes::Bytes;
 use h2::Ping;
 use h2::client::SendRequest;
-use monoio::io::IntoPollIo;
 
 use super::Cluster;
-use super::pool::connect;
+use super::pool::{PoolKey, connect_to};
 use crate::signal::Signal;
 
 /// Per-stream receive window towards upstreams (bounds per-stream buffering).
@@ -80,16 +79,17 @@ impl Drop for Lease {
 
 #[derive(Default)]
 pub struct H2Pool {
-    conns: RefCell<HashMap<SocketAddr, Vec<Rc<H2Conn>>>>,
+    conns: RefCell<HashMap<PoolKey, Vec<Rc<H2Conn>>>>,
     /// Endpoints a connection is being opened to, and the signal fired when it is done.
-    connecting: RefCell<HashMap<SocketAddr, Signal>>,
+    connecting: RefCell<HashMap<PoolKey, Signal>>,
 }
 
 impl H2Pool {
     /// A lease on an open connection to `addr` with a free stream slot, if any.
-    pub fn take(&self, addr: SocketAddr) -> Option<Lease> {
+    pub fn take(&self, key: PoolKey) -> Option<Lease> {
+        let addr = key.0;
         let mut conns = self.conns.borrow_mut();
-        let list = conns.get_mut(&addr)?;
+        let list = conns.get_mut(&key)?;
         list.retain(|c| !c.closed.get());
         let conn = list.iter().find(|c| c.usable())?.clone();
         conn.in_flight.set(conn.in_flight.get() + 1);
@@ -103,26 +103,27 @@ impl H2Pool {
     /// A lease on `addr`: a pooled connection, or one opened now (waiting for a connect already
     /// under way to the same endpoint first).
     pub async fn lease(&self, addr: SocketAddr, cluster: &Cluster) -> io::Result<Lease> {
+        let key = super::pool::key(cluster, addr);
         loop {
-            if let Some(l) = self.take(addr) {
+            if let Some(l) = self.take(key) {
                 return Ok(l);
             }
-            let pending = self.connecting.borrow().get(&addr).cloned();
+            let pending = self.connecting.borrow().get(&key).cloned();
             match pending {
                 Some(sig) => sig.wait().await,
                 None => break,
             }
         }
         let sig = Signal::new();
-        self.connecting.borrow_mut().insert(addr, sig.clone());
+        self.connecting.borrow_mut().insert(key, sig.clone());
         let opened = open(addr, cluster).await;
-        self.connecting.borrow_mut().remove(&addr);
+        self.connecting.borrow_mut().remove(&key);
         sig.fire();
         let conn = Rc::new(opened?);
         conn.in_flight.set(1);
         self.conns
             .borrow_mut()
-            .entry(addr)
+            .entry(key)
             .or_default()
             .push(conn.clone());
         Ok(Lease {
@@ -154,8 +155,9 @@ impl H2Pool {
 
 async fn open(addr: SocketAddr, cluster: &Cluster) -> io::Result<H2Conn> {
     let timeout = cluster.connect_timeout;
-    let tcp = connect(addr, timeout).await?;
-    let io = tcp.into_poll_io()?;
+    let io = connect_to(cluster, addr, true)
+        .await?
+        .into_poll(Vec::new())?;
     let handshake = h2::client::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONN_WINDOW)

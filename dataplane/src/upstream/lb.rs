@@ -223,6 +223,7 @@ mod tests {
                 })
                 .collect(),
             connect_timeout: Duration::from_secs(1),
+            tls: None,
             pool: PoolSpec::default(),
             outlier: OutlierSpec {
                 consecutive_failures: 2,

@@ -24,6 +24,8 @@ pub struct Cluster {
     pub connect_timeout: Duration,
     pub pool: PoolSpec,
     pub outlier: OutlierSpec,
+    /// mTLS origination; plaintext when `None`.
+    pub tls: Option<Arc<crate::snapshot::ClusterTls>>,
     /// The spec it was compiled from (compared to reuse unchanged clusters).
     pub spec: ClusterSpec,
 }

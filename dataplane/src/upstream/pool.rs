@@ -13,22 +13,41 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
+use super::Cluster;
+use crate::proxy::stream::{self, Stream};
+
+/// Pooled connections are keyed by endpoint and TLS origination: a plaintext connection (tag 0)
+/// is never handed to an mTLS cluster, nor one verified for another cluster's SPIFFE ID.
+pub type PoolKey = (SocketAddr, u64);
+
+/// The pool key of `addr` in `cluster`.
+pub fn key(cluster: &Cluster, addr: SocketAddr) -> PoolKey {
+    (
+        addr,
+        if cluster.tls.is_some() {
+            cluster.uid
+        } else {
+            0
+        },
+    )
+}
+
 struct Idle {
-    stream: TcpStream,
+    stream: Stream,
     since: Instant,
     max_idle: Duration,
 }
 
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<HashMap<SocketAddr, Vec<Idle>>>,
+    idle: RefCell<HashMap<PoolKey, Vec<Idle>>>,
 }
 
 impl Pool {
     /// A pooled connection to `addr` that has been idle less than `max_idle`, if any.
-    pub fn take(&self, addr: SocketAddr, max_idle: Duration, now: Instant) -> Option<TcpStream> {
+    pub fn take(&self, key: PoolKey, max_idle: Duration, now: Instant) -> Option<Stream> {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(&addr)?;
+        let list = idle.get_mut(&key)?;
         while let Some(c) = list.pop() {
             if now.duration_since(c.since) < max_idle.min(c.max_idle) {
                 return Some(c.stream);
@@ -38,12 +57,12 @@ impl Pool {
     }
 
     /// Returns a connection after a complete exchange; dropped if the endpoint already has `max` idle.
-    pub fn put(&self, addr: SocketAddr, stream: TcpStream, max: usize, max_idle: Duration) {
+    pub fn put(&self, key: PoolKey, stream: Stream, max: usize, max_idle: Duration) {
         if max == 0 {
             return;
         }
         let mut idle = self.idle.borrow_mut();
-        let list = idle.entry(addr).or_default();
+        let list = idle.entry(key).or_default();
         if list.len() >= max {
             list.remove(0);
         }
@@ -77,4 +96,19 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStrea
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
     stream.set_nodelay(true)?;
     Ok(stream)
+}
+
+/// Connects to `addr` of `cluster`: TCP within `connect_timeout`, then, when the cluster
+/// originates mTLS, the handshake (ALPN `h2` when `h2`, else `http/1.1`) within the same time.
+pub async fn connect_to(cluster: &Cluster, addr: SocketAddr, h2: bool) -> io::Result<Stream> {
+    let tcp = connect(addr, cluster.connect_timeout).await?;
+    let Some(tls) = &cluster.tls else {
+        return Ok(Stream::Plain(tcp));
+    };
+    let config = if h2 { &tls.h2 } else { &tls.h1 };
+    let name = tls
+        .server_name
+        .clone()
+        .unwrap_or_else(|| rustls::pki_types::ServerName::IpAddress(addr.ip().into()));
+    stream::connect(tcp, config.clone(), name, cluster.connect_timeout).await
 }

@@ -477,7 +477,21 @@ pub(super) fn request_headers(
         h.insert("x-forwarded-for", v);
     }
     if !h.contains_key("x-forwarded-proto") {
-        h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        h.insert(
+            "x-forwarded-proto",
+            HeaderValue::from_static(if conn.tls.is_some() { "https" } else { "http" }),
+        );
     }
     h.insert("x-request-id", info.request_id.clone());
+    // The mTLS peer identity replaces whatever the client sent under that name.
+    if let Some(tls) = &conn.tls
+        && let Some(name) = &tls.peer_header
+    {
+        h.remove(name.as_ref());
+        if let Some(v) = &tls.peer_value
+            && let Ok(name) = http::HeaderName::from_bytes(name.as_bytes())
+        {
+            h.insert(name, v.clone());
+        }
+    }
 }

@@ -10,16 +10,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use h2::{Ping, PingPong};
-use monoio::io::IntoPollIo;
-use monoio::net::TcpStream;
-
-use super::io::Prefixed;
 use super::stream;
+use crate::proxy::PeerIdentity;
+use crate::proxy::stream::Stream;
 use crate::signal::Signal;
 use crate::snapshot::{Listener, Snapshot};
 use crate::worker::WorkerCtx;
+use bytes::Bytes;
+use h2::{Ping, PingPong};
 
 /// Most bytes h2 buffers per stream for sending before `poll_capacity` holds the writer back.
 const MAX_SEND_BUFFER: usize = 256 * 1024;
@@ -30,6 +28,8 @@ pub struct ConnShared {
     /// The snapshot and listener requests are served on (followed when the version moves).
     pub current: RefCell<(Arc<Snapshot>, Arc<Listener>)>,
     pub peer: SocketAddr,
+    /// Set when the client spoke TLS to us.
+    pub tls: Option<ConnTls>,
     active: Cell<usize>,
     last_active: Cell<Instant>,
 }
@@ -47,6 +47,15 @@ impl ConnShared {
         }
         cur.clone()
     }
+}
+
+/// What TLS established for a connection.
+pub struct ConnTls {
+    /// The mTLS peer.
+    pub identity: Option<PeerIdentity>,
+    /// The listener's peer header name (lowercase), and its value for this peer.
+    pub peer_header: Option<Arc<str>>,
+    pub peer_value: Option<http::HeaderValue>,
 }
 
 /// Counts a stream as open until dropped.
@@ -70,12 +79,22 @@ pub async fn serve(
     ctx: Rc<WorkerCtx>,
     snap: Arc<Snapshot>,
     listener: Arc<Listener>,
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     initial: Vec<u8>,
 ) {
-    let io = match stream.into_poll_io() {
-        Ok(io) => Prefixed::new(initial, io),
+    let tls = listener.tls.as_ref().map(|t| {
+        let identity = PeerIdentity::of(&stream, &snap);
+        ConnTls {
+            peer_value: identity
+                .as_ref()
+                .and_then(|i| http::HeaderValue::from_str(&i.header).ok()),
+            identity,
+            peer_header: t.peer_header.clone(),
+        }
+    });
+    let io = match stream.into_poll(initial) {
+        Ok(io) => io,
         Err(e) => {
             tracing::debug!(client = %peer, error = %e, "cannot switch the socket to poll-io");
             return;
@@ -108,6 +127,7 @@ pub async fn serve(
         ctx: ctx.clone(),
         current: RefCell::new((snap, listener.clone())),
         peer,
+        tls,
         active: Cell::new(0),
         last_active: Cell::new(Instant::now()),
     });

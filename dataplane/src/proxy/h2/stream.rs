@@ -63,6 +63,11 @@ pub async fn handle(
             host,
             path: parts.uri.path(),
             headers: &parts.headers,
+            peer: conn
+                .tls
+                .as_ref()
+                .and_then(|t| t.identity.as_ref())
+                .map(|i| &*i.id),
         },
     );
     let log_line =
@@ -94,6 +99,20 @@ pub async fn handle(
         log_line(status, None, None, Some(e.to_string()));
         return;
     };
+    let identity = conn.tls.as_ref().and_then(|t| t.identity.as_ref());
+    if let Err(e) = crate::proxy::authorize(
+        &listener,
+        route,
+        identity,
+        parts.method.as_str(),
+        parts.uri.path(),
+    ) {
+        ctx.stats.policy_denied();
+        tracing::debug!(listener = %listener.name, client = %conn.peer, peer = ?identity.map(|i| i.id.to_string()), error = %e, "request denied by policy");
+        let status = fail(&mut respond, &info, &e);
+        log_line(status, Some(&route.id), None, Some(e.to_string()));
+        return;
+    }
     match &route.action {
         Action::Direct { status, body } => {
             local(&mut respond, &info, *status, body, None);

@@ -17,7 +17,6 @@ use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Response, StatusCode, Uri};
-use monoio::net::TcpStream;
 
 use super::forward::apply_ops;
 use super::relay::send_chunk;
@@ -27,10 +26,11 @@ use crate::error::ProxyError;
 use crate::proxy::http1::dechunk::{Dechunker, Step};
 use crate::proxy::http1::head::{self, Framing};
 use crate::proxy::io::{fill, write_all};
+use crate::proxy::stream::Stream;
 use crate::route::Route;
 use crate::snapshot::Listener;
 use crate::upstream::Cluster;
-use crate::upstream::pool::connect;
+use crate::upstream::pool::{self, connect_to};
 
 const MAX_TRAILER_BYTES: usize = 16 * 1024;
 
@@ -71,13 +71,16 @@ pub async fn forward(
         let pooled = if fresh {
             None
         } else {
-            ctx.pool
-                .take(addr, cluster.pool.idle_timeout.get(), Instant::now())
+            ctx.pool.take(
+                pool::key(cluster, addr),
+                cluster.pool.idle_timeout.get(),
+                Instant::now(),
+            )
         };
         let reused = pooled.is_some();
         let stream = match pooled {
             Some(s) => s,
-            None => match connect(addr, cluster.connect_timeout).await {
+            None => match connect_to(cluster, addr, false).await {
                 Ok(s) => {
                     ctx.balancer.report_success(addr);
                     s
@@ -133,7 +136,7 @@ pub async fn forward(
         Ok((status, reusable)) => {
             if reusable && buf.is_empty() {
                 ctx.pool.put(
-                    addr,
+                    pool::key(cluster, addr),
                     up,
                     cluster.pool.max_idle_per_endpoint,
                     cluster.pool.idle_timeout.get(),
@@ -160,7 +163,7 @@ pub async fn forward(
 }
 
 struct Exchange {
-    up: TcpStream,
+    up: Stream,
     buf: Vec<u8>,
     out: Vec<u8>,
     idle: Duration,

@@ -21,20 +21,19 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use monoio::net::TcpStream;
-
 use crate::access_log::{self, Entry};
 use crate::config::ClusterProtocol;
 use crate::error::ProxyError;
 use crate::route::{self, Action, PathMatch, RequestHead, Route};
 use crate::snapshot::{Listener, ListenerKind, Snapshot};
 use crate::upstream::Cluster;
-use crate::upstream::pool::connect;
+use crate::upstream::pool::{self, connect_to};
 use crate::worker::{BufPool, WorkerCtx};
 
 use self::chunked::ChunkedScanner;
 use self::head::{Framing, HeadInfo, put_header};
 use super::io::{BodyKind, CopyError, copy_body, fill, take_whole_body, write_all};
+use super::stream::Stream;
 
 /// Initial size of a connection's read buffer (grows up to the head limit when needed).
 const READ_BUF: usize = 2048;
@@ -44,8 +43,11 @@ const MAX_TRAILER_BYTES: usize = 16 * 1024;
 
 /// Per-connection state, reused across the requests of a keep-alive connection.
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
+    /// The mTLS peer's identity and the peer header's value (`By=..;URI=..`), when the
+    /// listener carries it.
+    identity: Option<super::PeerIdentity>,
     /// Bytes read from the client not yet consumed (front = next unread byte).
     buf: Vec<u8>,
     /// Head being written to the other side.
@@ -114,13 +116,15 @@ pub async fn serve(
     ctx: Rc<WorkerCtx>,
     mut snap: Arc<Snapshot>,
     mut listener: Arc<Listener>,
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     initial: Vec<u8>,
 ) {
+    let identity = super::PeerIdentity::of(&stream, &snap);
     let mut conn = Conn {
         stream,
         peer,
+        identity,
         buf: if initial.capacity() >= READ_BUF {
             initial
         } else {
@@ -183,7 +187,7 @@ fn initial_buf(initial: Vec<u8>) -> Vec<u8> {
 enum Next {
     KeepAlive,
     Close,
-    Upgrade(TcpStream),
+    Upgrade(Stream),
 }
 
 /// Reads until `conn.buf` holds a complete request head. `Ok(None)`: the client went away (or
@@ -352,10 +356,12 @@ async fn one_request(
             host,
             path,
             headers,
+            peer: conn.identity.as_ref().map(|i| &*i.id),
         },
     ) {
         None => Err(ProxyError::NoRoute),
-        Some(r) => Ok(plan_route(r, ctx, host, path_and_query)),
+        Some(r) => super::authorize(l, r, conn.identity.as_ref(), method, path)
+            .map(|()| plan_route(r, ctx, host, path_and_query)),
     };
     if let Ok(Plan::Forward { route, .. }) = &plan {
         write_upstream_head(
@@ -366,7 +372,12 @@ async fn one_request(
             host,
             headers,
             &req,
-            conn.peer,
+            &Forwarded {
+                client: conn.peer,
+                https: l.tls.is_some(),
+                peer_header: l.tls.as_ref().and_then(|t| t.peer_header.as_deref()),
+                identity: conn.identity.as_ref(),
+            },
         );
     }
     ctx.headers.borrow_mut().put(slots);
@@ -374,6 +385,10 @@ async fn one_request(
     let plan = match plan {
         Ok(p) => p,
         Err(e) => {
+            if let ProxyError::Forbidden(policy) = &e {
+                ctx.stats.policy_denied();
+                tracing::debug!(listener = %l.name, client = %conn.peer, peer = ?conn.identity.as_ref().map(|i| i.id.to_string()), %policy, "request denied by policy");
+            }
             let close = req.info.framing.has_body() || !req.info.keep_alive;
             respond::error(&mut conn.out, &e, close, Some(&req.request_id));
             return finish_local(
@@ -594,6 +609,17 @@ fn plan_route<'s>(r: &'s Route, ctx: &WorkerCtx, host: &str, path_and_query: &st
 }
 
 #[allow(clippy::too_many_arguments)]
+/// What the upstream learns about the client.
+struct Forwarded<'a> {
+    client: SocketAddr,
+    /// The client spoke TLS to us.
+    https: bool,
+    /// Header carrying the mTLS peer identity (listener setting).
+    peer_header: Option<&'a str>,
+    identity: Option<&'a super::PeerIdentity>,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn write_upstream_head(
     out: &mut Vec<u8>,
     method: &str,
@@ -602,8 +628,9 @@ fn write_upstream_head(
     host: &str,
     headers: &[httparse::Header<'_>],
     req: &Request,
-    peer: SocketAddr,
+    fwd: &Forwarded<'_>,
 ) {
+    let peer_header = fwd.peer_header;
     out.clear();
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
@@ -623,8 +650,17 @@ fn write_upstream_head(
         out,
         headers,
         &route.request_headers,
-        &["x-forwarded-for", "x-request-id", "content-length"],
+        &[
+            "x-forwarded-for",
+            "x-request-id",
+            "content-length",
+            peer_header.unwrap_or("x-request-id"),
+        ],
     );
+    // The peer identity replaces whatever the client sent under that name.
+    if let (Some(name), Some(id)) = (peer_header, fwd.identity) {
+        put_header(out, name.as_bytes(), id.header.as_bytes());
+    }
     // X-Forwarded-For: the existing chain, then this client.
     out.extend_from_slice(b"x-forwarded-for: ");
     for h in headers
@@ -634,12 +670,16 @@ fn write_upstream_head(
         out.extend_from_slice(head::trim(h.value));
         out.extend_from_slice(b", ");
     }
-    let _ = write!(out, "{}\r\n", peer.ip());
+    let _ = write!(out, "{}\r\n", fwd.client.ip());
     if !headers
         .iter()
         .any(|h| h.name.eq_ignore_ascii_case("x-forwarded-proto"))
     {
-        out.extend_from_slice(b"x-forwarded-proto: http\r\n");
+        out.extend_from_slice(if fwd.https {
+            b"x-forwarded-proto: https\r\n"
+        } else {
+            b"x-forwarded-proto: http\r\n"
+        });
     }
     put_header(out, b"x-request-id", &req.request_id);
     head::framing_headers(out, req.info.framing);
@@ -680,7 +720,7 @@ fn failed(err: ProxyError, endpoint: Option<SocketAddr>) -> Failed {
 
 /// An upstream connection for one exchange.
 struct Upstream {
-    stream: TcpStream,
+    stream: Stream,
     addr: SocketAddr,
     reused: bool,
 }
@@ -692,14 +732,15 @@ async fn acquire(ctx: &WorkerCtx, cluster: &Cluster, fresh: bool) -> Result<Upst
         let Some(addr) = ctx.balancer.pick(cluster, now) else {
             return Err(last);
         };
-        if !fresh && let Some(stream) = ctx.pool.take(addr, cluster.pool.idle_timeout.get(), now) {
+        let key = pool::key(cluster, addr);
+        if !fresh && let Some(stream) = ctx.pool.take(key, cluster.pool.idle_timeout.get(), now) {
             return Ok(Upstream {
                 stream,
                 addr,
                 reused: true,
             });
         }
-        match connect(addr, cluster.connect_timeout).await {
+        match connect_to(cluster, addr, false).await {
             Ok(stream) => {
                 ctx.balancer.report_success(addr);
                 return Ok(Upstream {
@@ -1068,7 +1109,7 @@ async fn relay_response(
     // Reusable: complete framed exchange, upstream did not ask to close, nothing extra buffered.
     if info.keep_alive && conn.ubuf.is_empty() {
         ctx.pool.put(
-            up.addr,
+            pool::key(cluster, up.addr),
             up.stream,
             cluster.pool.max_idle_per_endpoint,
             cluster.pool.idle_timeout.get(),

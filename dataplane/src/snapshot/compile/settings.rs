@@ -36,23 +36,31 @@ pub(super) fn check_process_settings(spec: &ConfigSpec, errs: &mut Errors) {
     {
         errs.push("state_dir", "must be a directory path");
     }
-    if let Some(ca) = &spec.ca
-        && ca.remote.parse::<SocketAddr>().is_err()
-    {
-        errs.push(
-            "ca.remote",
-            format!("{:?} is not an ip:port address", ca.remote),
-        );
+    if let Some(ca) = &spec.ca {
+        if ca.remote.parse::<SocketAddr>().is_err() {
+            errs.push(
+                "ca.remote",
+                format!("{:?} is not an ip:port address", ca.remote),
+            );
+        }
+        if ca.bundle_refresh.get().is_zero() {
+            errs.push("ca.bundle_refresh", "must be greater than 0");
+        }
     }
     if let Some(id) = &spec.identity {
         if !id.id.starts_with("spiffe://") {
             errs.push("identity.id", format!("{:?} is not a spiffe:// ID", id.id));
         }
-        if spec.ca.is_none() {
+        if spec.ca.is_none() && spec.state_dir.is_none() {
             errs.push(
                 "identity",
-                "needs `ca: { remote: ADDR }` to obtain its SVID from",
+                "needs a CA: `ca: { remote: ADDR }`, or `state_dir` to hold a local one",
             );
+        }
+        if let Some(ttl) = id.ttl
+            && ttl.get() < std::time::Duration::from_secs(2)
+        {
+            errs.push("identity.ttl", "must be at least 2s");
         }
     }
 }

@@ -168,6 +168,7 @@ fn full_config_compiles() {
         host: "a.api.example.com:443",
         path: "/v1/x",
         headers,
+        peer: None,
     };
     let r = crate::route::find(table, &req).expect("route");
     assert_eq!(&*r.id, "web[0].routes[0]");
