@@ -9,6 +9,9 @@
 #   h2h2 : compare.sh, PROTO=h2h2, candidate port 19383 (h2load h2c -> h2c nginx 18082)
 #   grpc : compare.sh, PROTO=grpc, candidate port 19390 (h2load gRPC unary -> echo on 18090;
 #          by default our fast grpc-echo replaces the kit's python server for every target)
+#   tls  : compare.sh, PROTO=tls,  candidate port 19384 (TLS front -> h1 nginx; wrk/h2load over
+#          TLS keep-alive, openssl s_time full handshakes; config bench/shoal-peer-tls.yaml)
+#   mtls : compare.sh, PROTO=mtls, candidate port 19386 (same with client certificates)
 # Default: h1 tcp rss (the h2 steps on request, or `all`). See bench/README.md for the method
 # and how to read the tables.
 #
@@ -52,7 +55,9 @@ STAMP=$(date +%Y-%m-%d-%H%M%S)
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-2}
 H1_PORT=19380 TCP_PORT=19381 IPERF_PORT_C=19385 H2_PORT=19382 H2H2_PORT=19383 GRPC_PORT=19390
-CAND_PORTS=($H1_PORT $TCP_PORT $IPERF_PORT_C $H2_PORT $H2H2_PORT $GRPC_PORT)
+TLS_PORT=19384 MTLS_PORT=19386
+CAND_PORTS=($H1_PORT $TCP_PORT $IPERF_PORT_C $H2_PORT $H2H2_PORT $GRPC_PORT $TLS_PORT $MTLS_PORT)
+TLS_CONFIG=${TLS_CONFIG:-$HERE/shoal-peer-tls.yaml}
 GRPC_UPSTREAM=${GRPC_UPSTREAM:-rust}
 GRPC_UP_PORT=18090
 
@@ -61,11 +66,11 @@ usage() { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; }
 
 STEPS=("$@")
 ((${#STEPS[@]})) || STEPS=(h1 tcp rss)
-[[ ${STEPS[*]} == all ]] && STEPS=(h1 tcp rss h2 h2h2 grpc)
+[[ ${STEPS[*]} == all ]] && STEPS=(h1 tcp rss h2 h2h2 grpc tls mtls)
 WANT_GRPC_ECHO=0
 for s in "${STEPS[@]}"; do
   case $s in
-    h1 | tcp | rss | h2 | h2h2) ;;
+    h1 | tcp | rss | h2 | h2h2 | tls | mtls) ;;
     grpc) [[ $GRPC_UPSTREAM == rust ]] && WANT_GRPC_ECHO=1 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown step '$s' (use: h1 tcp rss h2 h2h2 grpc, or all)" >&2; exit 2 ;;
@@ -149,8 +154,17 @@ run_step() { # run_step NAME LIMIT_S KIT_SCRIPT [PORT...]; env for the kit is al
       echo "# grpc upstream on $GRPC_UP_PORT: the kit's python grpc_echo.py"
     fi
   } >"$out"
+  local cmd=$CANDIDATE_CMD
+  if [[ $name == tls || $name == mtls ]]; then
+    # The kit's test PKI, made now (the kit reuses it), and our TLS config pointing at it.
+    kit gen_certs
+    sed "s|@CERTS@|$STEP_RUN_DIR/certs|g" "$TLS_CONFIG" >"$STEP_RUN_DIR/shoal-tls.yaml"
+    "$SHOAL_BIN" validate "$STEP_RUN_DIR/shoal-tls.yaml" >&2
+    cmd=${CANDIDATE_CMD/$CONFIG/$STEP_RUN_DIR/shoal-tls.yaml}
+    echo "# tls config: $TLS_CONFIG rendered to $STEP_RUN_DIR/shoal-tls.yaml; CANDIDATE_CMD=$cmd" >>"$out"
+  fi
   # timeout: TERM after LIMIT (the kit traps it and stops its daemons), KILL 20 s later.
-  RUN_DIR=$STEP_RUN_DIR CANDIDATE_CMD=$CANDIDATE_CMD \
+  RUN_DIR=$STEP_RUN_DIR CANDIDATE_CMD=$cmd \
     timeout -k 20 "$limit" "$KIT/$script" "$@" > >(tee -ai "$out") 2>&1 </dev/null &
   CHILD=$!
   wait "$CHILD" || rc=$?
@@ -241,6 +255,11 @@ for s in "${STEPS[@]}"; do
       PROTO=grpc DURATION=$d OUT=$RESULTS_DIR/$STAMP-grpc.raw ROUNDS=$ROUNDS WARMUP=$WARMUP \
         CONNS_H2=${CONNS_H2:-4} STREAMS=${STREAMS:-16} \
         run_step grpc "${BENCH_TIMEOUT:-$(cap 5 1 "$d")}" compare.sh $GRPC_PORT || status=1 ;;
+    tls | mtls)
+      # 4 targets (no direct) x 4 tests (keep-alive h1 + h2 or curl, handshakes, conn+GET)
+      d=${DURATION:-5} port=$TLS_PORT; [[ $s == mtls ]] && port=$MTLS_PORT
+      PROTO=$s DURATION=$d OUT=$RESULTS_DIR/$STAMP-$s.raw ROUNDS=$ROUNDS WARMUP=$WARMUP \
+        run_step "$s" "${BENCH_TIMEOUT:-$(cap 4 4 "$d")}" compare.sh "$port" || status=1 ;;
   esac
 done
 log "done; output in $RESULTS_DIR/$STAMP-*"

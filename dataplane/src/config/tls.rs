@@ -24,6 +24,11 @@ pub struct ListenerTlsSpec {
     /// one whose DNS names (SAN) match (exact, then `*.` wildcard); the first one is the default.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<CertificateSpec>,
+    /// `mode: server`: require a client certificate that chains to one of these CA
+    /// certificates (PEM file): mTLS with an existing PKI, no SPIFFE ID needed (a SPIFFE ID in
+    /// the certificate is still available to policies and routing). Off when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<String>,
     /// `mode: mutual`: SPIFFE IDs admitted: exact (`spiffe://td/ns/a/sa/b`) or every service
     /// account of a namespace (`spiffe://td/ns/a/sa/*`). Required (non-empty) in mutual mode.
     #[serde(skip_serializing_if = "Vec::is_empty")]

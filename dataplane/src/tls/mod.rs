@@ -120,9 +120,13 @@ pub fn mutual_client_config(
 
 /// Plain TLS termination (edge): `certs` are (chain, key) pairs; SNI picks the first whose DNS
 /// SANs match (exact, then `*.` wildcard), else the first pair.
+///
+/// With `client_roots`, a client certificate chaining to them is required (webpki: chain,
+/// validity, EKU clientAuth).
 pub fn edge_server_config(
     certs: Vec<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     alpn: &[&[u8]],
+    client_roots: Option<Arc<RootCertStore>>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
     let mut entries = Vec::with_capacity(certs.len());
@@ -134,10 +138,17 @@ pub fn edge_server_config(
     if entries.is_empty() {
         return Err(TlsError::NoKey);
     }
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver { entries }));
+    let builder =
+        ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder = match client_roots {
+        None => builder.with_no_client_auth(),
+        Some(roots) => builder.with_client_cert_verifier(
+            rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider)
+                .build()
+                .map_err(|e| TlsError::Verifier(e.to_string()))?,
+        ),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(SniResolver { entries }));
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok(Arc::new(config))
@@ -190,6 +201,22 @@ impl rustls::server::ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.pick(hello.server_name()))
     }
+}
+
+/// Reads the CA certificates of a PEM file as a root store.
+pub fn load_roots(path: &std::path::Path) -> Result<Arc<RootCertStore>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))? {
+        let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no certificate", path.display()));
+    }
+    Ok(Arc::new(roots))
 }
 
 /// Reads a PEM certificate chain and private key (PKCS#8, PKCS#1 or SEC1) from files.

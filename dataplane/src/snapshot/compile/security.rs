@@ -96,10 +96,20 @@ pub(super) fn listener_tls(
                     Err(e) => errs.push(format!("{path}.certificates[{k}]"), e),
                 }
             }
+            let client_roots = match &t.client_ca {
+                None => None,
+                Some(f) => match tls::load_roots(Path::new(f)) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        errs.push(format!("{path}.client_ca"), e);
+                        return None;
+                    }
+                },
+            };
             if pairs.len() != t.certificates.len() {
                 return None;
             }
-            match tls::edge_server_config(pairs, alpn) {
+            match tls::edge_server_config(pairs, alpn, client_roots) {
                 Ok(config) => Some(Arc::new(ListenerTls {
                     config,
                     mutual: false,
@@ -122,6 +132,12 @@ pub(super) fn listener_tls(
                 errs.push(
                     format!("{path}.certificates"),
                     "`mode: mutual` presents this proxy's SVID, not files",
+                );
+            }
+            if t.client_ca.is_some() {
+                errs.push(
+                    format!("{path}.client_ca"),
+                    "`mode: mutual` verifies clients against the trust bundle",
                 );
             }
             if t.allow.is_empty() {
