@@ -121,6 +121,30 @@ fn watch_subscriptions_at_the_edges() {
 }
 
 #[test]
+fn policies_are_named_in_the_diff() {
+    let c = control();
+    let add = ops("- upsert_policy: { name: p, default: allow }");
+    let dry = c.transact(None, add.clone(), true).unwrap();
+    assert_eq!(dry.diff.policies.added, ["p"]);
+    assert!(!dry.diff.other_settings_changed, "{:?}", dry.diff);
+    c.transact(None, add, false).unwrap();
+    let change = ops("- upsert_policy: { name: p }");
+    assert_eq!(
+        c.transact(None, change, true)
+            .unwrap()
+            .diff
+            .policies
+            .changed,
+        ["p"]
+    );
+    let out = c.transact(None, ops("- delete_policy: p"), false).unwrap();
+    assert_eq!(out.diff.policies.removed, ["p"]);
+    assert!(c.store().load().spec.policies.is_empty());
+    let wire = shoal_proto::admin::v1::ConfigDiff::from(&out.diff);
+    assert_eq!(wire.policies.unwrap().removed, ["p"]);
+}
+
+#[test]
 #[ignore = "needs the policy checks of snapshot/compile.rs (written elsewhere)"]
 fn deleting_a_policy_still_named_is_refused_and_traced_to_the_delete() {
     let c = control();
