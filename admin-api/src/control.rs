@@ -158,8 +158,8 @@ impl Control {
 }
 
 /// Traces each validation error of the resulting config `new` back to the op that caused it:
-/// the last op touching the listener / route table / cluster the path names, else a delete op
-/// whose name the message quotes (`unknown cluster "api"`), else none.
+/// the last op touching the listener / route table / cluster / policy the path names, else a
+/// delete op whose name the message quotes (`unknown cluster "api"`), else none.
 fn attribute(r: &Rejection, new: &ConfigSpec, ops: &[OpSpec]) -> Vec<OpError> {
     r.errors
         .iter()
@@ -189,6 +189,12 @@ fn entity_of(e: &FieldError, spec: &ConfigSpec) -> Option<Entity> {
             .get(index(rest)?)
             .map(|c| Entity::Cluster(c.name.clone()));
     }
+    if let Some(rest) = p.strip_prefix("policies[") {
+        return spec
+            .policies
+            .get(index(rest)?)
+            .map(|x| Entity::Policy(x.name.clone()));
+    }
     if p.starts_with("limits.") {
         return Some(Entity::Limits);
     }
@@ -205,9 +211,10 @@ fn entity_of(e: &FieldError, spec: &ConfigSpec) -> Option<Entity> {
 
 fn deleted_named_in(message: &str, ops: &[OpSpec]) -> Option<usize> {
     ops.iter().rposition(|op| match op {
-        OpSpec::DeleteListener(n) | OpSpec::DeleteRouteTable(n) | OpSpec::DeleteCluster(n) => {
-            message.contains(&format!("{n:?}"))
-        }
+        OpSpec::DeleteListener(n)
+        | OpSpec::DeleteRouteTable(n)
+        | OpSpec::DeleteCluster(n)
+        | OpSpec::DeletePolicy(n) => message.contains(&format!("{n:?}")),
         _ => false,
     })
 }

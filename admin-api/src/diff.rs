@@ -1,9 +1,9 @@
-//! What a transaction changes: names of listeners, route tables and clusters added, changed or
-//! removed (what `Apply` returns, and all a dry run returns).
+//! What a transaction changes: names of listeners, route tables, clusters and policies added,
+//! changed or removed (what `Apply` returns, and all a dry run returns).
 
 use std::collections::BTreeMap;
 
-use shoal_dataplane::config::{ClusterSpec, ConfigSpec, ListenerSpec, VirtualHostSpec};
+use shoal_dataplane::config::ConfigSpec;
 use shoal_proto::admin::v1 as pb;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,46 +41,44 @@ pub struct ConfigDiff {
     pub listeners: NameDiff,
     pub route_tables: NameDiff,
     pub clusters: NameDiff,
-    /// Anything outside listeners, route tables and clusters.
+    pub policies: NameDiff,
+    /// Anything outside listeners, route tables, clusters and policies.
     pub other_settings_changed: bool,
 }
 
 impl ConfigDiff {
     pub fn between(old: &ConfigSpec, new: &ConfigSpec) -> Self {
-        fn by_name(
-            s: &ConfigSpec,
-        ) -> (
-            BTreeMap<&str, &ListenerSpec>,
-            BTreeMap<&str, &Vec<VirtualHostSpec>>,
-            BTreeMap<&str, &ClusterSpec>,
-        ) {
-            (
-                s.listeners
-                    .iter()
-                    .map(|l| (l.name.as_str(), l))
-                    .collect::<BTreeMap<_, _>>(),
-                s.routes
-                    .iter()
-                    .map(|(n, t)| (n.as_str(), t))
-                    .collect::<BTreeMap<_, _>>(),
-                s.clusters
-                    .iter()
-                    .map(|c| (c.name.as_str(), c))
-                    .collect::<BTreeMap<_, _>>(),
-            )
+        /// `(name, value)` pairs by name.
+        fn by<'a, T>(items: impl Iterator<Item = (&'a String, &'a T)>) -> BTreeMap<&'a str, &'a T> {
+            items.map(|(n, v)| (n.as_str(), v)).collect()
         }
-        let (ol, ot, oc) = by_name(old);
-        let (nl, nt, nc) = by_name(new);
+        fn diff<'a, T: PartialEq + 'a>(
+            old: impl Iterator<Item = (&'a String, &'a T)>,
+            new: impl Iterator<Item = (&'a String, &'a T)>,
+        ) -> NameDiff {
+            NameDiff::of(&by(old), &by(new))
+        }
         let strip = |s: &ConfigSpec| ConfigSpec {
             listeners: Vec::new(),
             routes: BTreeMap::new(),
             clusters: Vec::new(),
+            policies: Vec::new(),
             ..s.clone()
         };
         ConfigDiff {
-            listeners: NameDiff::of(&ol, &nl),
-            route_tables: NameDiff::of(&ot, &nt),
-            clusters: NameDiff::of(&oc, &nc),
+            listeners: diff(
+                old.listeners.iter().map(|l| (&l.name, l)),
+                new.listeners.iter().map(|l| (&l.name, l)),
+            ),
+            route_tables: diff(old.routes.iter(), new.routes.iter()),
+            clusters: diff(
+                old.clusters.iter().map(|c| (&c.name, c)),
+                new.clusters.iter().map(|c| (&c.name, c)),
+            ),
+            policies: diff(
+                old.policies.iter().map(|p| (&p.name, p)),
+                new.policies.iter().map(|p| (&p.name, p)),
+            ),
             other_settings_changed: strip(old) != strip(new),
         }
     }
@@ -89,6 +87,7 @@ impl ConfigDiff {
         self.listeners.is_empty()
             && self.route_tables.is_empty()
             && self.clusters.is_empty()
+            && self.policies.is_empty()
             && !self.other_settings_changed
     }
 }
@@ -109,6 +108,7 @@ impl From<&ConfigDiff> for pb::ConfigDiff {
             listeners: Some((&d.listeners).into()),
             route_tables: Some((&d.route_tables).into()),
             clusters: Some((&d.clusters).into()),
+            policies: Some((&d.policies).into()),
             other_settings_changed: d.other_settings_changed,
         }
     }

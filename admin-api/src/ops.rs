@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use shoal_dataplane::config::{
-    ClusterSpec, ConfigSpec, EndpointSpec, ListenerSpec, RouteSpec, VirtualHostSpec,
+    ClusterSpec, ConfigSpec, EndpointSpec, ListenerSpec, PolicySpec, RouteSpec, VirtualHostSpec,
 };
 use shoal_dataplane::config::{LimitsSpec, TimeoutsSpec};
 use shoal_proto::admin::v1 as pb;
@@ -30,6 +30,8 @@ pub enum OpSpec {
     DeleteEndpoint(DeleteEndpointSpec),
     SetLimits(LimitsSpec),
     SetTimeouts(TimeoutsSpec),
+    UpsertPolicy(PolicySpec),
+    DeletePolicy(String),
 }
 
 /// The YAML form of an op: a map with exactly one of these keys (serde_yaml would want
@@ -61,6 +63,10 @@ struct OpYaml {
     set_limits: Option<LimitsSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     set_timeouts: Option<TimeoutsSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upsert_policy: Option<PolicySpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delete_policy: Option<String>,
 }
 
 impl TryFrom<OpYaml> for OpSpec {
@@ -79,6 +85,8 @@ impl TryFrom<OpYaml> for OpSpec {
             y.delete_endpoint.map(OpSpec::DeleteEndpoint),
             y.set_limits.map(OpSpec::SetLimits),
             y.set_timeouts.map(OpSpec::SetTimeouts),
+            y.upsert_policy.map(OpSpec::UpsertPolicy),
+            y.delete_policy.map(OpSpec::DeletePolicy),
         ];
         let mut set = all.into_iter().flatten();
         match (set.next(), set.next()) {
@@ -87,7 +95,7 @@ impl TryFrom<OpYaml> for OpSpec {
                 "an op is a map with exactly one key: upsert_listener, delete_listener, \
                       upsert_route_table, delete_route_table, upsert_route, delete_route, \
                       upsert_cluster, delete_cluster, upsert_endpoint, delete_endpoint, \
-                      set_limits or set_timeouts"
+                      set_limits, set_timeouts, upsert_policy or delete_policy"
                     .into(),
             ),
         }
@@ -110,6 +118,8 @@ impl From<OpSpec> for OpYaml {
             OpSpec::DeleteEndpoint(v) => y.delete_endpoint = Some(v),
             OpSpec::SetLimits(v) => y.set_limits = Some(v),
             OpSpec::SetTimeouts(v) => y.set_timeouts = Some(v),
+            OpSpec::UpsertPolicy(v) => y.upsert_policy = Some(v),
+            OpSpec::DeletePolicy(v) => y.delete_policy = Some(v),
         }
         y
     }
@@ -181,6 +191,7 @@ pub(crate) enum Entity {
     Listener(String),
     Table(String),
     Cluster(String),
+    Policy(String),
     Limits,
     Timeouts,
 }
@@ -201,6 +212,8 @@ impl OpSpec {
             OpSpec::DeleteEndpoint(_) => "delete_endpoint",
             OpSpec::SetLimits(_) => "set_limits",
             OpSpec::SetTimeouts(_) => "set_timeouts",
+            OpSpec::UpsertPolicy(_) => "upsert_policy",
+            OpSpec::DeletePolicy(_) => "delete_policy",
         }
     }
 
@@ -218,6 +231,8 @@ impl OpSpec {
             OpSpec::DeleteEndpoint(e) => Entity::Cluster(e.cluster.clone()),
             OpSpec::SetLimits(_) => Entity::Limits,
             OpSpec::SetTimeouts(_) => Entity::Timeouts,
+            OpSpec::UpsertPolicy(p) => Entity::Policy(p.name.clone()),
+            OpSpec::DeletePolicy(n) => Entity::Policy(n.clone()),
         }
     }
 
@@ -237,7 +252,9 @@ impl OpSpec {
             OpSpec::UpsertEndpoint(e) => format!("{} {}", e.cluster, e.endpoint.address()),
             OpSpec::DeleteEndpoint(e) => format!("{} {}", e.cluster, e.address),
             _ => match self.entity() {
-                Entity::Listener(n) | Entity::Table(n) | Entity::Cluster(n) => n,
+                Entity::Listener(n) | Entity::Table(n) | Entity::Cluster(n) | Entity::Policy(n) => {
+                    n
+                }
                 Entity::Limits | Entity::Timeouts => String::new(),
             },
         };
@@ -321,6 +338,10 @@ pub fn op_from_proto(i: usize, op: pb::Op) -> Result<OpSpec, Vec<OpError>> {
         Some(P::SetTimeouts(t)) => {
             OpSpec::SetTimeouts(convert::timeouts_spec(t).map_err(|e| fail("set_timeouts", e))?)
         }
+        Some(P::UpsertPolicy(p)) => {
+            OpSpec::UpsertPolicy(PolicySpec::from_proto(p).map_err(|e| fail("upsert_policy", e))?)
+        }
+        Some(P::DeletePolicy(n)) => OpSpec::DeletePolicy(n),
     })
 }
 
@@ -357,6 +378,8 @@ impl From<&OpSpec> for pb::Op {
             }),
             OpSpec::SetLimits(l) => P::SetLimits(convert::full_limits(*l)),
             OpSpec::SetTimeouts(t) => P::SetTimeouts(convert::full_timeouts(*t)),
+            OpSpec::UpsertPolicy(p) => P::UpsertPolicy(p.to_proto()),
+            OpSpec::DeletePolicy(n) => P::DeletePolicy(n.clone()),
         };
         pb::Op { op: Some(op) }
     }
@@ -438,6 +461,11 @@ fn apply_one(spec: &mut ConfigSpec, op: &OpSpec) -> Result<(), (&'static str, St
         }
         OpSpec::SetLimits(l) => spec.limits = *l,
         OpSpec::SetTimeouts(t) => spec.timeouts = *t,
+        // Whether a listener or route still names the policy is the whole-config validation's
+        // call (`ConfigStore::check`), like a deleted cluster a route still forwards to.
+        OpSpec::UpsertPolicy(p) => upsert(&mut spec.policies, p.clone(), |x| x.name == p.name),
+        OpSpec::DeletePolicy(n) => remove(&mut spec.policies, |x| &x.name == n)
+            .ok_or(("", format!("no policy named {n:?}")))?,
     }
     Ok(())
 }

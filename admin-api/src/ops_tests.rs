@@ -1,7 +1,7 @@
 //! Ops against a config: what each does, what fails with which path, and the YAML form
 //! `shoal ctl apply -f` reads.
 
-use shoal_dataplane::config::ConfigSpec;
+use shoal_dataplane::config::{ConfigSpec, PolicyAction};
 use shoal_proto::admin::v1 as pb;
 
 use super::*;
@@ -76,6 +76,7 @@ fn failing_ops_name_their_index_and_field() {
 - upsert_route: { table: web, index: 5, route: { cluster: a } }
 - delete_endpoint: { cluster: a, address: "1.2.3.4:5" }
 - upsert_endpoint: { cluster: zz, endpoint: "1.2.3.4:5" }
+- delete_policy: nope
 - delete_listener: web
 "#);
     let (spec, errors) = apply_ops(&base, &list);
@@ -91,8 +92,10 @@ fn failing_ops_name_their_index_and_field() {
             (Some(2), "ops[2].upsert_route.index"),
             (Some(3), "ops[3].delete_endpoint.address"),
             (Some(4), "ops[4].upsert_endpoint.cluster"),
+            (Some(5), "ops[5].delete_policy"),
         ]
     );
+    assert_eq!(errors[5].reason, "no policy named \"nope\"");
     // The op that could apply did (on the copy).
     assert!(spec.listeners.is_empty());
     assert_eq!(base.listeners.len(), 1);
@@ -115,6 +118,58 @@ fn an_op_without_a_body_is_an_error() {
     )
     .unwrap_err();
     assert_eq!(err[0].path, "ops[1].upsert_cluster.connect_timeout");
+    let err = op_from_proto(
+        2,
+        pb::Op {
+            op: Some(pb::op::Op::UpsertPolicy(pb::Policy {
+                name: "p".into(),
+                rules: vec![pb::PolicyRule::default()],
+                ..Default::default()
+            })),
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err[0].path, "ops[2].upsert_policy.rules[0].action");
+}
+
+#[test]
+fn policy_ops_add_replace_in_place_and_delete() {
+    let base = ConfigSpec::from_yaml(BASE).unwrap();
+    let list = ops(r#"
+- upsert_policy: { name: ops-only, rules: [ { action: allow, principals: ["spiffe://example.org/ns/ops/sa/*"] } ] }
+- upsert_policy: { name: open, default: allow }
+- upsert_policy: { name: ops-only, default: allow, rules: [ { action: deny, paths: ["/admin/*"], methods: [DELETE] } ] }
+- upsert_policy: { name: last }
+- delete_policy: open
+- upsert_listener: { name: web, address: "127.0.0.1:0", routes: web, policy: ops-only }
+"#);
+    let (spec, errors) = apply_ops(&base, &list);
+    assert_eq!(errors, []);
+    let names: Vec<&str> = spec.policies.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["ops-only", "last"],
+        "a replaced policy keeps its place"
+    );
+    let p = &spec.policies[0];
+    assert_eq!(p.default, PolicyAction::Allow);
+    assert_eq!(p.rules.len(), 1);
+    assert_eq!(p.rules[0].action, PolicyAction::Deny);
+    assert_eq!(p.rules[0].methods, ["DELETE"]);
+    assert_eq!(spec.policies[1].default, PolicyAction::Deny, "YAML default");
+    assert_eq!(spec.listeners[0].policy.as_deref(), Some("ops-only"));
+    assert!(base.policies.is_empty(), "applied to a copy");
+    assert_eq!(list[0].summary(), "upsert_policy ops-only");
+    assert_eq!(list[4].summary(), "delete_policy open");
+    shoal_dataplane::snapshot::ConfigStore::check(&spec).unwrap();
+
+    // Each op survives the wire and the YAML form.
+    for (i, op) in list.iter().enumerate() {
+        let wire: pb::Op = op.into();
+        assert_eq!(&op_from_proto(i, wire).unwrap(), op);
+    }
+    let text = serde_yaml_ng::to_string(&list).unwrap();
+    assert_eq!(serde_yaml_ng::from_str::<Vec<OpSpec>>(&text).unwrap(), list);
 }
 
 #[test]

@@ -234,6 +234,7 @@ fn print_diff(diff: Option<&pb::ConfigDiff>) {
         ("listener", &d.listeners),
         ("route table", &d.route_tables),
         ("cluster", &d.clusters),
+        ("policy", &d.policies),
     ] {
         let Some(n) = names else { continue };
         for (sign, list) in [("+", &n.added), ("~", &n.changed), ("-", &n.removed)] {

@@ -6,11 +6,13 @@
 use std::collections::BTreeMap;
 
 use shoal_dataplane::config::{
-    AccessLogSpec, AdminSpec, CaSpec, ClusterHttp2Spec, ClusterProtocol, ClusterSpec, ConfigSpec,
-    DirectResponseSpec, EndpointSpec, GrpcMatchSpec, HeaderMatchSpec, HeaderOpsSpec,
-    HeaderRuleSpec, Http2Spec, HumanDuration, IdentitySpec, LbPolicy, LimitsOverride, LimitsSpec,
-    ListenerProtocol, ListenerSpec, MatchSpec, OutlierSpec, PoolSpec, RedirectSpec, RouteSpec,
-    TimeoutsOverride, TimeoutsSpec, VirtualHostSpec, WeightedClusterSpec, WeightedEndpointSpec,
+    AccessLogSpec, AdminSpec, CaSpec, CertificateSpec, ClusterHttp2Spec, ClusterProtocol,
+    ClusterSpec, ClusterTlsSpec, ConfigSpec, DirectResponseSpec, EndpointSpec, GrpcMatchSpec,
+    HeaderMatchSpec, HeaderOpsSpec, HeaderRuleSpec, Http2Spec, HumanDuration, IdentitySpec,
+    LbPolicy, LimitsOverride, LimitsSpec, ListenerProtocol, ListenerSpec, ListenerTlsSpec,
+    MatchSpec, OutlierSpec, PolicyAction, PolicyRuleSpec, PolicySpec, PoolSpec, RedirectSpec,
+    RouteSpec, TimeoutsOverride, TimeoutsSpec, TlsMode, VirtualHostSpec, WeightedClusterSpec,
+    WeightedEndpointSpec,
 };
 use shoal_dataplane::snapshot::FieldError;
 use shoal_proto::admin::v1 as pb;
@@ -128,8 +130,80 @@ impl Cx<'_> {
                 .timeouts
                 .map(|x| self.timeouts(&join(path, "timeouts"), x)),
             http2: l.http2.map(|h| self.http2(&join(path, "http2"), h)),
-            tls: None,
-            policy: None,
+            tls: l.tls.map(|t| self.listener_tls(&join(path, "tls"), t)),
+            policy: l.policy,
+        }
+    }
+
+    fn listener_tls(&mut self, path: &str, t: pb::ListenerTls) -> ListenerTlsSpec {
+        let mode = match pb::TlsMode::try_from(t.mode) {
+            Ok(pb::TlsMode::Unspecified | pb::TlsMode::Server) => TlsMode::Server,
+            Ok(pb::TlsMode::Mutual) => TlsMode::Mutual,
+            Err(_) => {
+                self.push(join(path, "mode"), format!("unknown tls mode {}", t.mode));
+                TlsMode::Server
+            }
+        };
+        ListenerTlsSpec {
+            mode,
+            certificates: t
+                .certificates
+                .into_iter()
+                .map(|c| CertificateSpec {
+                    cert: c.cert,
+                    key: c.key,
+                })
+                .collect(),
+            allow: t.allow,
+            peer_header: t.peer_header,
+        }
+    }
+
+    /// `unspecified`: what POLICY_ACTION_UNSPECIFIED means here (None = the field is required).
+    fn policy_action(
+        &mut self,
+        path: String,
+        v: i32,
+        unspecified: Option<PolicyAction>,
+    ) -> PolicyAction {
+        match pb::PolicyAction::try_from(v) {
+            Ok(pb::PolicyAction::Allow) => PolicyAction::Allow,
+            Ok(pb::PolicyAction::Deny) => PolicyAction::Deny,
+            Ok(pb::PolicyAction::Unspecified) => unspecified.unwrap_or_else(|| {
+                self.push(path, "required: POLICY_ACTION_ALLOW or POLICY_ACTION_DENY");
+                PolicyAction::Deny
+            }),
+            Err(_) => {
+                self.push(path, format!("unknown policy action {v}"));
+                PolicyAction::Deny
+            }
+        }
+    }
+
+    fn policy(&mut self, path: &str, p: pb::Policy) -> PolicySpec {
+        let rules = p
+            .rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| PolicyRuleSpec {
+                action: self.policy_action(
+                    join(path, &format!("rules[{i}].action")),
+                    r.action,
+                    None,
+                ),
+                principals: r.principals,
+                paths: r.paths,
+                methods: r.methods,
+            })
+            .collect();
+        PolicySpec {
+            name: p.name,
+            rules,
+            default: self.policy_action(
+                join(path, "default"),
+                p.default,
+                Some(PolicyAction::default()),
+            ),
         }
     }
 
@@ -213,12 +287,13 @@ impl Cx<'_> {
                     service: g.service,
                     method: g.method,
                 }),
-                principals: Vec::new(),
+                principals: m.principals,
             },
             prefix_rewrite: r.prefix_rewrite,
             timeout: self.opt_duration(path, "timeout", r.timeout),
             request_headers: Self::header_ops(r.request_headers),
             response_headers: Self::header_ops(r.response_headers),
+            policy: r.policy,
             ..Default::default()
         };
         // No action: left empty for the validator to name ("set exactly one action").
@@ -356,7 +431,10 @@ impl Cx<'_> {
                     .unwrap_or(doo.ejection_time),
             },
             http2,
-            tls: None,
+            tls: c.tls.map(|t| ClusterTlsSpec {
+                spiffe_id: t.spiffe_id,
+                server_name: t.server_name,
+            }),
         }
     }
 }
@@ -398,6 +476,12 @@ impl FromProto<pb::Route> for RouteSpec {
 impl FromProto<pb::Cluster> for ClusterSpec {
     fn from_proto(c: pb::Cluster) -> Result<Self, ConvertError> {
         collect(|cx| cx.cluster("", c))
+    }
+}
+
+impl FromProto<pb::Policy> for PolicySpec {
+    fn from_proto(p: pb::Policy) -> Result<Self, ConvertError> {
+        collect(|cx| cx.policy("", p))
     }
 }
 
@@ -450,6 +534,9 @@ impl FromProto<pb::Config> for ConfigSpec {
             }
             for (i, k) in c.clusters.into_iter().enumerate() {
                 spec.clusters.push(cx.cluster(&format!("clusters[{i}]"), k));
+            }
+            for (i, p) in c.policies.into_iter().enumerate() {
+                spec.policies.push(cx.policy(&format!("policies[{i}]"), p));
             }
             spec
         })

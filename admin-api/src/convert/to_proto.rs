@@ -4,8 +4,9 @@
 
 use shoal_dataplane::config::{
     ClusterProtocol, ClusterSpec, ConfigSpec, EndpointSpec, HeaderMatchSpec, HeaderOpsSpec,
-    HumanDuration, LbPolicy, LimitsOverride, LimitsSpec, ListenerProtocol, ListenerSpec, RouteSpec,
-    TimeoutsOverride, TimeoutsSpec, VirtualHostSpec,
+    HumanDuration, LbPolicy, LimitsOverride, LimitsSpec, ListenerProtocol, ListenerSpec,
+    ListenerTlsSpec, PolicyAction, PolicySpec, RouteSpec, TimeoutsOverride, TimeoutsSpec, TlsMode,
+    VirtualHostSpec,
 };
 use shoal_proto::admin::v1 as pb;
 
@@ -81,7 +82,28 @@ impl ToProto<pb::Listener> for ListenerSpec {
                 keepalive_interval: Some(d(h.keepalive_interval)),
                 keepalive_timeout: Some(d(h.keepalive_timeout)),
             }),
+            tls: l.tls.as_ref().map(listener_tls),
+            policy: l.policy.clone(),
         }
+    }
+}
+
+fn listener_tls(t: &ListenerTlsSpec) -> pb::ListenerTls {
+    pb::ListenerTls {
+        mode: match t.mode {
+            TlsMode::Server => pb::TlsMode::Server,
+            TlsMode::Mutual => pb::TlsMode::Mutual,
+        } as i32,
+        certificates: t
+            .certificates
+            .iter()
+            .map(|c| pb::Certificate {
+                cert: c.cert.clone(),
+                key: c.key.clone(),
+            })
+            .collect(),
+        allow: t.allow.clone(),
+        peer_header: t.peer_header.clone(),
     }
 }
 
@@ -152,12 +174,14 @@ impl ToProto<pb::Route> for RouteSpec {
                     service: g.service.clone(),
                     method: g.method.clone(),
                 }),
+                principals: m.principals.clone(),
             }),
             action,
             prefix_rewrite: r.prefix_rewrite.clone(),
             timeout: r.timeout.map(d),
             request_headers: header_ops(&r.request_headers),
             response_headers: header_ops(&r.response_headers),
+            policy: r.policy.clone(),
         }
     }
 }
@@ -223,6 +247,37 @@ impl ToProto<pb::Cluster> for ClusterSpec {
                 keepalive_interval: Some(d(c.http2.keepalive_interval)),
                 keepalive_timeout: Some(d(c.http2.keepalive_timeout)),
             }),
+            tls: c.tls.as_ref().map(|t| pb::ClusterTls {
+                spiffe_id: t.spiffe_id.clone(),
+                server_name: t.server_name.clone(),
+            }),
+        }
+    }
+}
+
+fn policy_action(a: PolicyAction) -> i32 {
+    let a = match a {
+        PolicyAction::Allow => pb::PolicyAction::Allow,
+        PolicyAction::Deny => pb::PolicyAction::Deny,
+    };
+    a as i32
+}
+
+impl ToProto<pb::Policy> for PolicySpec {
+    fn to_proto(&self) -> pb::Policy {
+        pb::Policy {
+            name: self.name.clone(),
+            rules: self
+                .rules
+                .iter()
+                .map(|r| pb::PolicyRule {
+                    action: policy_action(r.action),
+                    principals: r.principals.clone(),
+                    paths: r.paths.clone(),
+                    methods: r.methods.clone(),
+                })
+                .collect(),
+            default: policy_action(self.default),
         }
     }
 }
@@ -257,6 +312,7 @@ impl ToProto<pb::Config> for ConfigSpec {
             ca: c.ca.as_ref().map(|k| pb::Ca {
                 remote: k.remote.clone(),
             }),
+            policies: c.policies.iter().map(ToProto::to_proto).collect(),
         }
     }
 }
