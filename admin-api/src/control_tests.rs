@@ -145,7 +145,6 @@ fn policies_are_named_in_the_diff() {
 }
 
 #[test]
-#[ignore = "needs the policy checks of snapshot/compile.rs (written elsewhere)"]
 fn deleting_a_policy_still_named_is_refused_and_traced_to_the_delete() {
     let c = control();
     c.transact(

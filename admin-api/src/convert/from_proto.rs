@@ -156,6 +156,7 @@ impl Cx<'_> {
                 .collect(),
             allow: t.allow,
             peer_header: t.peer_header,
+            client_ca: t.client_ca,
         }
     }
 

@@ -26,7 +26,7 @@ listeners:
     address: "127.0.0.1:8443"
     routes: web
     policy: open
-    tls: { certificates: [ { cert: /etc/shoal/a.pem, key: /etc/shoal/a.key }, { cert: /etc/shoal/b.pem, key: /etc/shoal/b.key } ] }
+    tls: { certificates: [ { cert: /etc/shoal/a.pem, key: /etc/shoal/a.key }, { cert: /etc/shoal/b.pem, key: /etc/shoal/b.key } ], client_ca: /etc/shoal/clients.pem }
   - name: mesh-in
     address: "127.0.0.1:15006"
     routes: web

@@ -104,6 +104,7 @@ fn listener_tls(t: &ListenerTlsSpec) -> pb::ListenerTls {
             .collect(),
         allow: t.allow.clone(),
         peer_header: t.peer_header.clone(),
+        client_ca: t.client_ca.clone(),
     }
 }
 

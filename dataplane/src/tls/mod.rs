@@ -138,8 +138,8 @@ pub fn edge_server_config(
     if entries.is_empty() {
         return Err(TlsError::NoKey);
     }
-    let builder =
-        ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
     let builder = match client_roots {
         None => builder.with_no_client_auth(),
         Some(roots) => builder.with_client_cert_verifier(
@@ -207,7 +207,9 @@ impl rustls::server::ResolvesServerCert for SniResolver {
 pub fn load_roots(path: &std::path::Path) -> Result<Arc<RootCertStore>, String> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))? {
+    for cert in
+        CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))?
+    {
         let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
         roots
             .add(cert)
