@@ -15,7 +15,7 @@ fn snapshot(yaml: &str) -> Snapshot {
 }
 
 /// The route table `name` of the compiled `yaml`.
-fn table(yaml: &str, name: &str) -> Arc<RouteTable> {
+pub(super) fn table(yaml: &str, name: &str) -> Arc<RouteTable> {
     snapshot(yaml).route_tables[name].clone()
 }
 
@@ -211,7 +211,7 @@ routes:
         - direct_response: {status: 404}
 "#;
 
-type Case<'a> = (
+pub(super) type Case<'a> = (
     &'a str,
     &'a str,
     &'a str,
@@ -219,7 +219,7 @@ type Case<'a> = (
     Option<&'a str>,
 );
 
-fn run_cases(t: &RouteTable, cases: &[Case<'_>]) {
+pub(super) fn run_cases(t: &RouteTable, cases: &[Case<'_>]) {
     for &(host, method, path, headers, want) in cases {
         assert_eq!(
             find_id(t, host, method, path, headers).as_deref(),

@@ -536,7 +536,7 @@ fn compile_table(
                 )
             })
             .collect();
-        table.vhosts.push(VirtualHost { routes });
+        table.vhosts.push(VirtualHost::new(routes));
     }
     table.suffixes.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
     table
