@@ -12,6 +12,7 @@ use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
 
 use super::*;
+use crate::bundle::TrustBundle;
 use crate::error::SpiffeIdError;
 
 fn td(s: &str) -> TrustDomain {
