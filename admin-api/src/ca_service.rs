@@ -49,8 +49,11 @@ fn status(e: CaError) -> Status {
         | CaError::CsrSan(_)
         | CaError::InvalidSpiffeId { .. }
         | CaError::InvalidTtl(_)
+        | CaError::InvalidActivationDelay(_)
         | CaError::Pem(_) => Status::invalid_argument(msg),
-        CaError::IssuerExpired { .. } => Status::failed_precondition(msg),
+        CaError::IssuerExpired { .. } | CaError::RotationPending { .. } => {
+            Status::failed_precondition(msg)
+        }
         _ => {
             tracing::error!("CA: {msg}");
             Status::internal(msg)
@@ -104,10 +107,10 @@ impl CaService for CaApi {
     ) -> Result<Response<pb::RotateRootResponse>, Status> {
         let reply = self
             .with_store(|store| {
-                let fingerprint = store.rotate_root().map_err(status)?;
+                let rotation = store.rotate_root().map_err(status)?;
                 Ok(pb::RotateRootResponse {
-                    root_pem: store.authority().root_cert_pem(),
-                    fingerprint,
+                    root_pem: rotation.root_pem,
+                    fingerprint: rotation.fingerprint,
                     bundle_pem: store.trust_bundle().to_pem(),
                 })
             })

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use shoal_ca::store::{KEY_MODE, PUBLIC_MODE, write_file_atomic};
-use shoal_ca::{CaStore, OffsetDateTime, SpiffeId, Svid, TrustBundle, TrustDomain, format_time};
+use shoal_ca::{
+    CaStore, OffsetDateTime, RootRotation, SpiffeId, Svid, TrustBundle, TrustDomain, format_time,
+};
 
 /// Offline CA commands.
 #[derive(Debug, clap::Subcommand)]
@@ -214,20 +216,37 @@ fn inspect(file: &Path, bundle: Option<&Path>) -> Result<()> {
 
 fn rotate_root(state_dir: &Path) -> Result<()> {
     let mut store = open_store(state_dir)?;
-    let fingerprint = store.rotate_root().context("rotating the root CA")?;
+    let rotation = store.rotate_root().context("rotating the root CA")?;
     let retired = store
         .retire_expired_roots(OffsetDateTime::now_utc())
         .context("retiring old roots")?;
-    println!("new root {fingerprint} now issues");
+    print_rotation(&rotation);
     for fp in &retired {
         println!("retired root {fp} (every leaf it vouched for has expired)");
     }
     print_roots(&store);
     println!(
-        "distribute the updated bundle ({}) to every peer; old roots stay in it until their leaves expire",
-        store.bundle_path().display()
+        "distribute the updated bundle ({}) to every peer{}; old roots stay in it until their leaves expire",
+        store.bundle_path().display(),
+        if rotation.active {
+            String::new()
+        } else {
+            format!(" before {}", format_time(rotation.activates_at))
+        }
     );
     Ok(())
+}
+
+fn print_rotation(rotation: &RootRotation) {
+    if rotation.active {
+        println!("new root {} now issues", rotation.fingerprint);
+    } else {
+        println!(
+            "new root {} is in the trust bundle; issuing switches to it at {} (the first issue from then on)",
+            rotation.fingerprint,
+            format_time(rotation.activates_at)
+        );
+    }
 }
 
 fn print_roots(store: &CaStore) {
@@ -235,10 +254,14 @@ fn print_roots(store: &CaStore) {
         let leaves = root
             .latest_leaf_expiry
             .map_or_else(|| "none issued".to_owned(), format_time);
+        let state = match (root.active, root.activates_at) {
+            (true, _) => "(active) ".to_owned(),
+            (false, Some(at)) => format!("(pending, issues from {})", format_time(at)),
+            (false, None) => "(old)    ".to_owned(),
+        };
         println!(
-            "root {} {} expires {}, leaves valid until {}",
+            "root {} {state} expires {}, leaves valid until {}",
             root.fingerprint,
-            if root.active { "(active)" } else { "(old)   " },
             format_time(root.not_after),
             leaves
         );
