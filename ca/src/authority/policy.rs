@@ -65,13 +65,18 @@ impl AuthorityOptions {
                 "default_leaf_ttl is longer than max_leaf_ttl".into(),
             ));
         }
-        check_activation_delay(self.activation_delay, self)
-            .map_err(|reason| Error::InvalidOptions(format!("activation_delay {reason}")))
+        check_activation_delay(self.activation_delay, self).map_err(|reason| {
+            Error::InvalidOptions(format!(
+                "activation_delay ({}s) {reason}",
+                self.activation_delay.as_secs()
+            ))
+        })
     }
 }
 
-/// Why `delay` cannot be an activation delay under `opts`: too large to represent, or not
-/// shorter than the new intermediate's lifetime (it would expire before it issues).
+/// Why `delay` cannot be an activation delay under `opts` ("is too large", "must be shorter
+/// than ..."): too large to represent, or not shorter than the new intermediate's lifetime
+/// (it would expire before it issues).
 pub(super) fn check_activation_delay(
     delay: Duration,
     opts: &AuthorityOptions,
@@ -79,8 +84,7 @@ pub(super) fn check_activation_delay(
     to_time(delay).map_err(|_| "is too large".to_owned())?;
     if delay >= opts.intermediate_ttl {
         return Err(format!(
-            "({}s) must be shorter than intermediate_ttl ({}s)",
-            delay.as_secs(),
+            "must be shorter than intermediate_ttl ({}s)",
             opts.intermediate_ttl.as_secs()
         ));
     }

@@ -164,7 +164,7 @@ impl Authority {
         now: OffsetDateTime,
     ) -> Result<RootRotation> {
         check_activation_delay(delay, &self.opts).map_err(|reason| {
-            Error::InvalidActivationDelay(format!("activation delay {reason}"))
+            Error::InvalidActivationDelay(format!("{}s {reason}", delay.as_secs()))
         })?;
         self.activate_due_root(now);
         if let Some(p) = &self.pending {
