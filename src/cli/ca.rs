@@ -2,7 +2,8 @@
 //! store in `<state-dir>/ca/` (see `shoal_ca::store`), with no running proxy:
 //! `init` creates (or loads) the CA, `issue` writes an SVID chain + key, `inspect` describes
 //! a certificate file (and checks it against a bundle with `--bundle`), `rotate-root` starts
-//! a root rotation, `bundle` prints the trust bundle.
+//! a root rotation (the new root is trusted at once and issues after `--activation-delay`),
+//! `bundle` prints the trust bundle.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,7 +11,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use shoal_ca::store::{KEY_MODE, PUBLIC_MODE, write_file_atomic};
 use shoal_ca::{
-    CaStore, OffsetDateTime, RootRotation, SpiffeId, Svid, TrustBundle, TrustDomain, format_time,
+    CaStore, DEFAULT_ACTIVATION_DELAY, OffsetDateTime, RootRotation, SpiffeId, Svid, TrustBundle,
+    TrustDomain, format_time,
 };
 
 /// Offline CA commands.
@@ -51,11 +53,17 @@ pub enum CaCommand {
         #[arg(long)]
         bundle: Option<PathBuf>,
     },
-    /// Create a new root and intermediate; the old root stays trusted until its leaves expire.
+    /// Create a new root and intermediate: the new root joins the trust bundle now and issues
+    /// after --activation-delay; the old root stays trusted until its leaves expire.
     RotateRoot {
         /// Directory holding Shoal's persisted state; the CA lives in its `ca/` folder.
         #[arg(long, default_value = "./shoal-state")]
         state_dir: PathBuf,
+        /// How long the new root is only trusted before it issues (e.g. `5m`); must exceed the
+        /// interval at which proxies refresh the trust bundle (30s by default). `0s` switches
+        /// issuing at once. Refused while an earlier rotation is still pending.
+        #[arg(long, default_value_t = DEFAULT_ACTIVATION_DELAY.into())]
+        activation_delay: humantime::Duration,
     },
     /// Print the trust bundle (every trusted root) as PEM on standard output.
     Bundle {
@@ -89,7 +97,10 @@ pub fn run(cmd: CaCommand) -> Result<()> {
             out_key,
         } => issue(&state_dir, &id, ttl, &out_cert, &out_key),
         CaCommand::Inspect { file, bundle } => inspect(&file, bundle.as_deref()),
-        CaCommand::RotateRoot { state_dir } => rotate_root(&state_dir),
+        CaCommand::RotateRoot {
+            state_dir,
+            activation_delay,
+        } => rotate_root(&state_dir, activation_delay.into()),
         CaCommand::Bundle { state_dir } => {
             let store = open_store(&state_dir)?;
             print!("{}", store.trust_bundle().to_pem());
@@ -214,9 +225,11 @@ fn inspect(file: &Path, bundle: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-fn rotate_root(state_dir: &Path) -> Result<()> {
+fn rotate_root(state_dir: &Path, activation_delay: Duration) -> Result<()> {
     let mut store = open_store(state_dir)?;
-    let rotation = store.rotate_root().context("rotating the root CA")?;
+    let rotation = store
+        .rotate_root_with_delay(activation_delay)
+        .context("rotating the root CA")?;
     let retired = store
         .retire_expired_roots(OffsetDateTime::now_utc())
         .context("retiring old roots")?;
