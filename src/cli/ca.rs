@@ -60,7 +60,7 @@ pub enum CaCommand {
         #[arg(long, default_value = "./shoal-state")]
         state_dir: PathBuf,
         /// How long the new root is only trusted before it issues (e.g. `5m`); must exceed the
-        /// interval at which proxies refresh the trust bundle (30s by default). `0s` switches
+        /// interval at which proxies refresh the trust bundle (30s intended). `0s` switches
         /// issuing at once. Refused while an earlier rotation is still pending.
         #[arg(long, default_value_t = DEFAULT_ACTIVATION_DELAY.into())]
         activation_delay: humantime::Duration,

@@ -10,7 +10,8 @@ use crate::spiffe::{IdPattern, SpiffeId, TrustDomain};
 const DAY: u64 = 24 * 3600;
 
 /// Default [`AuthorityOptions::activation_delay`]: four times the 30 s at which proxies are
-/// meant to refresh their trust bundle, so a missed poll or two still leaves time.
+/// meant to refresh their trust bundle, so a missed poll or two still leaves time. (No proxy
+/// polls the bundle yet: that comes with mTLS on listeners, issue 4.)
 pub const DEFAULT_ACTIVATION_DELAY: Duration = Duration::from_secs(120);
 
 /// Lifetimes the CA works with.
@@ -29,7 +30,7 @@ pub struct AuthorityOptions {
     /// bundle at once, but leaves keep coming from the old root until the first issue at or
     /// after `rotation time + activation_delay`, so every peer has fetched the new root before
     /// it meets a leaf signed under it. It must exceed the interval at which proxies refresh
-    /// the bundle (30 s by default) plus their slack; zero switches issuing at once (peers that
+    /// the bundle (30 s is the intended default) plus their slack; zero switches issuing at once (peers that
     /// have not refreshed yet reject the new leaves until they do). Must be shorter than
     /// `intermediate_ttl`.
     pub activation_delay: Duration,
