@@ -214,7 +214,7 @@ fn identity_agent(
                 .with_context(|| format!("ca.remote: {:?}", ca.remote))?;
             (Source::Remote(addr), ca.bundle_refresh.get())
         }
-        (None, Some(local)) => (Source::Local(local), std::time::Duration::from_secs(5)),
+        (None, Some(local)) => (Source::Local(local), std::time::Duration::from_secs(1)),
         (None, None) => {
             anyhow::bail!("identity: needs `ca.remote` or a `state_dir` for a local CA")
         }

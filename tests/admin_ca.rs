@@ -1,14 +1,26 @@
 //! The CA as a gRPC service (`shoal.ca.v1.CaService`), backed by `<state_dir>/ca`: a CSR is
 //! signed into a chain the trust bundle verifies, the policy (trust domain) and input checks
-//! refuse with the right codes, and a root rotation keeps old leaves valid.
+//! refuse with the right codes, and a root rotation keeps old leaves valid and, unless asked
+//! to switch at once, keeps issuing from the old root until its activation time.
 
 use shoal_admin::proto::ca::v1 as pb;
 use shoal_admin::proto::ca::v1::ca_service_client::CaServiceClient;
 use shoal_ca::{CaStore, OffsetDateTime, SpiffeId, TrustBundle, TrustDomain, generate_csr};
 use tonic::Code;
+use tonic::transport::Channel;
 
 use crate::admin::config;
 use crate::support::{self, upstream};
+
+async fn rotate(
+    ca: &mut CaServiceClient<Channel>,
+    activation_delay: Option<&str>,
+) -> Result<pb::RotateRootResponse, tonic::Status> {
+    let request = pb::RotateRootRequest {
+        activation_delay: activation_delay.map(str::to_owned),
+    };
+    Ok(ca.rotate_root(request).await?.into_inner())
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ca_signs_csrs_and_rotates_over_grpc() {
@@ -83,25 +95,64 @@ async fn the_ca_signs_csrs_and_rotates_over_grpc() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("requested_ttl"), "{}", err.message());
 
-    // Rotation: two roots in the bundle, the old leaf still verifies, new leaves too.
-    let rotated = ca
-        .rotate_root(pb::RotateRootRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    // Rotation with `activation_delay: 0s` (the behaviour before two-phase rotation): two
+    // roots in the bundle, the old leaf still verifies, new leaves chain to the new root.
+    let signer = ca.clone();
+    let sign = move |csr: String| {
+        let mut ca = signer.clone();
+        async move {
+            ca.sign_csr(pb::SignCsrRequest {
+                csr_pem: csr,
+                requested_ttl: None,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .chain_pem
+        }
+    };
+    let rotated = rotate(&mut ca, Some("0s")).await.unwrap();
+    assert!(rotated.active);
     assert!(!rotated.fingerprint.is_empty());
     let trust = TrustBundle::from_pem(&rotated.bundle_pem).unwrap();
     assert_eq!(trust.len(), 2);
+    assert_eq!(trust.fingerprints()[1], rotated.fingerprint);
     trust.verify_pem_chain(&signed.chain_pem, now).unwrap();
-    let fresh = ca
-        .sign_csr(pb::SignCsrRequest {
-            csr_pem: csr,
-            requested_ttl: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    trust.verify_pem_chain(&fresh.chain_pem, now).unwrap();
+    let fresh = sign(csr.clone()).await;
+    let v = trust.verify_pem_chain(&fresh, now).unwrap();
+    assert_eq!(v.root_fingerprint, rotated.fingerprint);
+
+    // With the default delay (2 minutes) the new root is published at once but does not issue
+    // yet: leaves still chain to the active root, which every peer already trusts.
+    let pending = rotate(&mut ca, None).await.unwrap();
+    assert!(!pending.active);
+    // RFC 3339 UTC timestamps of one width compare as strings.
+    let at = |secs: u64| shoal_ca::format_time(now + std::time::Duration::from_secs(secs));
+    assert!(
+        pending.activates_at > at(100) && pending.activates_at <= at(180),
+        "{} not about 2 minutes after {}",
+        pending.activates_at,
+        at(0)
+    );
+    let trust = TrustBundle::from_pem(&pending.bundle_pem).unwrap();
+    assert_eq!(trust.len(), 3);
+    assert_eq!(trust.fingerprints()[2], pending.fingerprint);
+    let during = sign(csr.clone()).await;
+    let v = trust.verify_pem_chain(&during, now).unwrap();
+    assert_eq!(
+        v.root_fingerprint, rotated.fingerprint,
+        "not yet the new root"
+    );
+    // One rotation at a time; a delay must be a duration.
+    for (delay, code, says) in [
+        ("0s", Code::FailedPrecondition, "already pending"),
+        ("soon", Code::InvalidArgument, "activation_delay"),
+    ] {
+        let err = rotate(&mut ca, Some(delay)).await.unwrap_err();
+        assert_eq!(err.code(), code, "{err:?}");
+        assert!(err.message().contains(says), "{}", err.message());
+    }
+
     // `shoal ctl ca ...` does the same from the command line.
     let bin = env!("CARGO_BIN_EXE_shoal");
     let addr = app.admin_addr().unwrap().to_string();
@@ -127,6 +178,15 @@ async fn the_ca_signs_csrs_and_rotates_over_grpc() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let chain = std::fs::read_to_string(&cert).unwrap();
     trust.verify_pem_chain(&chain, now).unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["ctl", "--addr", &addr, "ca", "rotate-root"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already pending"),
+        "{out:?}"
+    );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
@@ -153,12 +213,16 @@ async fn the_ca_signs_csrs_and_rotates_over_grpc() {
         TrustBundle::from_pem(&String::from_utf8_lossy(&out.stdout))
             .unwrap()
             .len(),
-        2
+        3
     );
 
-    // Persisted: the store on disk has the rotated bundle.
+    // Persisted: the store on disk has the rotated bundle and the pending root.
     let on_disk = CaStore::open(dir.path().join("ca")).unwrap();
-    assert_eq!(on_disk.trust_bundle().len(), 2);
+    assert_eq!(on_disk.trust_bundle().len(), 3);
+    let roots = on_disk.authority().roots();
+    assert!(roots[1].active);
+    assert_eq!(roots[2].fingerprint, pending.fingerprint);
+    assert!(roots[2].activates_at.is_some());
     app.shutdown();
 }
 

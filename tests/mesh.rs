@@ -298,3 +298,76 @@ async fn svid_rotation_under_traffic_drops_nothing() {
     assert!(ok > 50, "too little traffic: {ok}");
     assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
 }
+
+/// B's CA rotates its root (two-phase: the new root is published at once and issues only after
+/// the activation delay) while A renews its SVID every second and opens a new mTLS connection
+/// to B for every request: B trusts the new root before A presents a certificate from it, so
+/// not one request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_rotation_under_traffic_drops_nothing() {
+    use shoal_admin::proto::ca::v1 as ca_pb;
+    let m = mesh("4s").await;
+    let a = m.a.listener_addr("out").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut loads = Vec::new();
+    for k in 0..2 {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        loads.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let path = if k == 0 { "/load" } else { "/fresh/load" };
+                let (status, _) = support::get(a, "svc", path).await;
+                if status == 200 {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("status {status}");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ca = ca_pb::ca_service_client::CaServiceClient::connect(format!(
+        "http://{}",
+        m.b.admin_addr().unwrap()
+    ))
+    .await
+    .unwrap();
+    // Longer than every proxy's bundle refresh (A: 200ms, B's local CA: 1s).
+    let rotated = ca
+        .rotate_root(ca_pb::RotateRootRequest {
+            activation_delay: Some("3s".into()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let new_root = shoal_ca::TrustBundle::from_pem(&rotated.root_pem).unwrap();
+    let mut on_new_root = false;
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let svid = m.a.svid().unwrap();
+        if new_root
+            .verify_svid(&svid, shoal_ca::OffsetDateTime::now_utc())
+            .is_ok()
+        {
+            on_new_root = true;
+            break;
+        }
+    }
+    assert!(
+        on_new_root,
+        "A never got an SVID from the new root {}",
+        rotated.fingerprint
+    );
+    // Keep the traffic going on the new certificates for a while.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for l in loads {
+        l.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert!(ok > 50, "too little traffic: {ok}");
+    assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
+}

@@ -3,6 +3,7 @@
 //! blocking pool, one at a time (the store sits behind a mutex).
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use shoal_ca::{CaStore, Error as CaError, IssuePolicy};
 use shoal_proto::ca::v1 as pb;
@@ -52,13 +53,27 @@ fn status(e: CaError) -> Status {
         | CaError::CsrSan(_)
         | CaError::InvalidSpiffeId { .. }
         | CaError::InvalidTtl(_)
+        | CaError::InvalidActivationDelay(_)
         | CaError::Pem(_) => Status::invalid_argument(msg),
-        CaError::IssuerExpired { .. } => Status::failed_precondition(msg),
+        CaError::IssuerExpired { .. } | CaError::RotationPending { .. } => {
+            Status::failed_precondition(msg)
+        }
         _ => {
             tracing::error!("CA: {msg}");
             Status::internal(msg)
         }
     }
+}
+
+/// Parses an optional humantime duration field ("30m"), naming the field when it is not one.
+fn parse_duration(field: &str, value: Option<&str>) -> Result<Option<Duration>, Status> {
+    value
+        .map(|t| {
+            humantime::parse_duration(t.trim()).map_err(|e| {
+                Status::invalid_argument(format!("{field}: {t:?} is not a duration: {e}"))
+            })
+        })
+        .transpose()
 }
 
 #[tonic::async_trait]
@@ -68,15 +83,7 @@ impl CaService for CaApi {
         request: Request<pb::SignCsrRequest>,
     ) -> Result<Response<pb::SignCsrResponse>, Status> {
         let req = request.into_inner();
-        let ttl = req
-            .requested_ttl
-            .as_deref()
-            .map(|t| {
-                humantime::parse_duration(t.trim()).map_err(|e| {
-                    Status::invalid_argument(format!("requested_ttl: {t:?} is not a duration: {e}"))
-                })
-            })
-            .transpose()?;
+        let ttl = parse_duration("requested_ttl", req.requested_ttl.as_deref())?;
         let svid = self
             .with_store(move |store| {
                 let policy = IssuePolicy::any_in(store.authority().trust_domain());
@@ -103,19 +110,31 @@ impl CaService for CaApi {
 
     async fn rotate_root(
         &self,
-        _: Request<pb::RotateRootRequest>,
+        request: Request<pb::RotateRootRequest>,
     ) -> Result<Response<pb::RotateRootResponse>, Status> {
+        let req = request.into_inner();
+        let delay = parse_duration("activation_delay", req.activation_delay.as_deref())?;
         let reply = self
-            .with_store(|store| {
-                let fingerprint = store.rotate_root().map_err(status)?;
+            .with_store(move |store| {
+                let rotation = match delay {
+                    Some(d) => store.rotate_root_with_delay(d),
+                    None => store.rotate_root(),
+                }
+                .map_err(status)?;
                 Ok(pb::RotateRootResponse {
-                    root_pem: store.authority().root_cert_pem(),
-                    fingerprint,
+                    root_pem: rotation.root_pem,
+                    fingerprint: rotation.fingerprint,
                     bundle_pem: store.trust_bundle().to_pem(),
+                    activates_at: shoal_ca::format_time(rotation.activates_at),
+                    active: rotation.active,
                 })
             })
             .await?;
-        tracing::info!(fingerprint = %reply.fingerprint, "CA: rotated the root");
+        tracing::info!(
+            fingerprint = %reply.fingerprint,
+            activates_at = %reply.activates_at,
+            "CA: rotated the root"
+        );
         Ok(Response::new(reply))
     }
 }

@@ -1,13 +1,17 @@
 //! The certificate authority: [`Authority`] owns the active root CA (self-signed ECDSA P-256),
-//! the intermediate that does all issuing, and the records of older roots still in the trust
-//! bundle. It issues SVIDs ([`Authority::issue`] generates the key, [`Authority::sign_csr`]
-//! signs a caller's CSR under an [`IssuePolicy`]), rotates the root, and retires old roots
-//! once every leaf they vouch for has expired.
+//! the intermediate that does all issuing, the records of older roots still in the trust
+//! bundle and, during a root rotation, the pending root (trusted, not issuing yet). It issues
+//! SVIDs ([`Authority::issue`] generates the key, [`Authority::sign_csr`] signs a caller's CSR
+//! under an [`IssuePolicy`]), rotates the root in two phases (trust before use, see `roots`),
+//! and retires old roots once every leaf they vouch for has expired.
 //!
 //! Issuing is policy-driven: whatever a CSR asks for, the leaf gets exactly one URI SAN (the
 //! SPIFFE ID), EKU serverAuth+clientAuth, key usage digitalSignature, CA:false, an AKI, a
 //! random 16-byte serial, and validity `now-1min .. now+min(ttl, max)` capped at the
 //! intermediate's expiry. The intermediate is likewise capped at its root's expiry.
+//!
+//! Submodules: `policy` (options and issuing policy), `roots` (the roots of the bundle:
+//! rotation and retirement).
 
 use std::fmt;
 use std::time::Duration;
@@ -20,16 +24,18 @@ use rcgen::{
 };
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::bundle::TrustBundle;
 use crate::error::{Error, Result};
 use crate::spiffe::{SpiffeId, TrustDomain};
 use crate::svid::{PrivateKey, Svid};
 use crate::x509;
 
 mod policy;
+mod roots;
 
 use policy::to_time;
-pub use policy::{AuthorityOptions, IssuePolicy};
+pub use policy::{AuthorityOptions, DEFAULT_ACTIVATION_DELAY, IssuePolicy};
+pub(crate) use roots::{PendingRoot, RootRecord};
+pub use roots::{RootInfo, RootRotation};
 
 /// How far back `not_before` is set, to absorb clock skew between peers.
 const BACKDATE: ::time::Duration = ::time::Duration::minutes(1);
@@ -77,47 +83,17 @@ impl CaCert {
     }
 }
 
-/// Bookkeeping for one root in the bundle.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RootRecord {
-    pub(crate) der: Vec<u8>,
-    pub(crate) fingerprint: String,
-    pub(crate) not_after: OffsetDateTime,
-    pub(crate) latest_leaf_expiry: Option<OffsetDateTime>,
-}
-
-impl RootRecord {
-    pub(crate) fn new(der: Vec<u8>, latest_leaf_expiry: Option<OffsetDateTime>) -> Result<Self> {
-        let not_after = x509::parse_cert(&der)?.validity().not_after.to_datetime();
-        Ok(RootRecord {
-            fingerprint: x509::fingerprint(&der),
-            der,
-            not_after,
-            latest_leaf_expiry,
-        })
-    }
-}
-
-/// Public view of a root in the bundle.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RootInfo {
-    /// SHA-256 of the root's DER, lowercase hex.
-    pub fingerprint: String,
-    /// The root's expiry.
-    pub not_after: OffsetDateTime,
-    /// Expiry of the longest-lived leaf issued under this root, if any.
-    pub latest_leaf_expiry: Option<OffsetDateTime>,
-    /// Whether this root currently issues (through the intermediate).
-    pub active: bool,
-}
-
-/// The CA: active root + intermediate, and every root still trusted.
+/// The CA: active root + intermediate, the pending root of a rotation under way, and every
+/// root still trusted.
 pub struct Authority {
     trust_domain: TrustDomain,
     opts: AuthorityOptions,
     root: CaCert,
     intermediate: CaCert,
-    /// All roots in the bundle, oldest first; the last one is `root`.
+    /// A rotation's new root and intermediate: in the bundle, issuing from `activate_at`.
+    pending: Option<PendingRoot>,
+    /// All roots in the bundle, oldest first; the last one is the pending root if there is
+    /// one, else `root`.
     roots: Vec<RootRecord>,
     rng: SystemRandom,
 }
@@ -129,6 +105,10 @@ impl fmt::Debug for Authority {
             .field("opts", &self.opts)
             .field("roots", &self.roots.len())
             .field("intermediate_not_after", &self.intermediate.not_after)
+            .field(
+                "pending_activates_at",
+                &self.pending.as_ref().map(|p| p.activate_at),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -174,6 +154,19 @@ fn new_key() -> Result<KeyPair> {
     Ok(KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?)
 }
 
+/// Checks that `child`'s signature verifies with `parent`'s key (names for the message).
+fn check_signed_by(
+    child: &CaCert,
+    parent: &CaCert,
+    child_name: &str,
+    parent_name: &str,
+) -> Result<()> {
+    let parent_cert = x509::parse_cert(&parent.der)?;
+    x509::parse_cert(&child.der)?
+        .verify_signature(Some(parent_cert.public_key()))
+        .map_err(|_| Error::Certificate(format!("{child_name} is not signed by {parent_name}")))
+}
+
 impl Authority {
     /// Creates a fresh root and intermediate for `trust_domain`.
     pub fn init(trust_domain: TrustDomain, opts: AuthorityOptions) -> Result<Self> {
@@ -202,38 +195,65 @@ impl Authority {
             opts,
             root,
             intermediate,
+            pending: None,
             roots,
             rng,
         })
     }
 
-    /// Reassembles an authority from stored parts (used by the store).
+    /// Reassembles an authority from stored parts (used by the store): `roots` must end with
+    /// the pending root when there is one, else with the active root, and each intermediate
+    /// must be signed by its root.
     pub(crate) fn from_parts(
         trust_domain: TrustDomain,
         opts: AuthorityOptions,
         root: CaCert,
         intermediate: CaCert,
+        pending: Option<PendingRoot>,
         roots: Vec<RootRecord>,
     ) -> Result<Self> {
         opts.validate()?;
         let active = x509::fingerprint(&root.der);
-        if roots.last().map(|r| r.fingerprint.as_str()) != Some(active.as_str()) {
+        if !roots.iter().any(|r| r.fingerprint == active) {
             return Err(Error::Certificate(
-                "the active root is not the newest root of the bundle".into(),
+                "the active root is not in the bundle".into(),
             ));
         }
-        let inter = x509::parse_cert(&intermediate.der)?;
-        let root_cert = x509::parse_cert(&root.der)?;
-        inter
-            .verify_signature(Some(root_cert.public_key()))
-            .map_err(|_| {
-                Error::Certificate("the intermediate is not signed by the active root".into())
-            })?;
+        check_signed_by(&intermediate, &root, "the intermediate", "the active root")?;
+        let newest = match &pending {
+            Some(p) => {
+                check_signed_by(
+                    &p.intermediate,
+                    &p.root,
+                    "the pending intermediate",
+                    "the pending root",
+                )?;
+                let fp = x509::fingerprint(&p.root.der);
+                if fp == active {
+                    return Err(Error::Certificate(
+                        "the pending root is the active root".into(),
+                    ));
+                }
+                fp
+            }
+            None => active,
+        };
+        if roots.last().map(|r| r.fingerprint.as_str()) != Some(newest.as_str()) {
+            return Err(Error::Certificate(format!(
+                "the {} root is not the newest root of the bundle",
+                if pending.is_some() {
+                    "pending"
+                } else {
+                    "active"
+                }
+            )));
+        }
         Ok(Authority {
             trust_domain,
             opts,
             root,
             intermediate,
+            pending,
             roots,
             rng: SystemRandom::new(),
         })
@@ -303,35 +323,12 @@ impl Authority {
         &self.opts
     }
 
-    /// Replaces the lifetimes used for future issuing (existing certificates are untouched).
+    /// Replaces the lifetimes used for future issuing (existing certificates are untouched; a
+    /// pending rotation keeps the activation time it was given).
     pub fn set_options(&mut self, opts: AuthorityOptions) -> Result<()> {
         opts.validate()?;
         self.opts = opts;
         Ok(())
-    }
-
-    /// Every trusted root (old ones included), as a bundle to hand to peers.
-    pub fn trust_bundle(&self) -> TrustBundle {
-        TrustBundle::from_trusted_der(self.roots.iter().map(|r| r.der.clone()).collect())
-    }
-
-    /// The roots in the bundle, oldest first; the last is active.
-    pub fn roots(&self) -> Vec<RootInfo> {
-        let n = self.roots.len();
-        self.roots
-            .iter()
-            .enumerate()
-            .map(|(i, r)| RootInfo {
-                fingerprint: r.fingerprint.clone(),
-                not_after: r.not_after,
-                latest_leaf_expiry: r.latest_leaf_expiry,
-                active: i + 1 == n,
-            })
-            .collect()
-    }
-
-    pub(crate) fn root_records(&self) -> &[RootRecord] {
-        &self.roots
     }
 
     pub(crate) fn root_ca(&self) -> &CaCert {
@@ -342,12 +339,16 @@ impl Authority {
         &self.intermediate
     }
 
-    /// The active root certificate, DER.
+    pub(crate) fn pending(&self) -> Option<&PendingRoot> {
+        self.pending.as_ref()
+    }
+
+    /// The active root certificate (the one issuing, never a pending root), DER.
     pub fn root_cert_der(&self) -> &[u8] {
         &self.root.der
     }
 
-    /// The active root certificate, PEM.
+    /// The active root certificate (the one issuing, never a pending root), PEM.
     pub fn root_cert_pem(&self) -> String {
         self.root.cert_pem()
     }
@@ -373,7 +374,8 @@ impl Authority {
     }
 
     /// Generates a key pair and issues an SVID for `id` (TTL defaults to `default_leaf_ttl`,
-    /// capped at `max_leaf_ttl` and at the intermediate's expiry).
+    /// capped at `max_leaf_ttl` and at the intermediate's expiry). A pending root whose
+    /// activation time has come is activated first, so the leaf comes from it.
     pub fn issue(&mut self, id: &SpiffeId, ttl: Option<Duration>) -> Result<Svid> {
         self.issue_at(id, ttl, OffsetDateTime::now_utc())
     }
@@ -387,6 +389,7 @@ impl Authority {
     ) -> Result<Svid> {
         self.check_domain(id)?;
         let key = new_key()?;
+        self.activate_due_root(now);
         let params = self.leaf_params(id, ttl, None, now)?;
         let cert = params.signed_by(&key, &self.intermediate.issuer)?;
         self.finish_leaf(cert.der().to_vec(), Some(PrivateKey::from_key_pair(&key)))
@@ -395,7 +398,7 @@ impl Authority {
     /// Signs a PKCS#10 CSR (PEM). The CSR's self-signature must verify, and it must carry
     /// exactly one URI SAN: a SPIFFE ID in this trust domain that `policy` allows. Everything
     /// else it asks for (subject, DNS SANs, CA flag, key usages, validity) is ignored. The
-    /// returned SVID carries no key.
+    /// returned SVID carries no key. Like [`Authority::issue`], activates a due pending root.
     pub fn sign_csr(
         &mut self,
         csr_pem: &str,
@@ -440,6 +443,7 @@ impl Authority {
             tracing::warn!(%id, "CSR refused: SPIFFE ID not allowed by policy");
             return Err(Error::NotAllowed { id: id.to_string() });
         }
+        self.activate_due_root(now);
         let params = self.leaf_params(&id, requested_ttl, policy.max_ttl(), now)?;
         let cert = params.signed_by(&csr.public_key, &self.intermediate.issuer)?;
         self.finish_leaf(cert.der().to_vec(), None)
@@ -495,7 +499,8 @@ impl Authority {
 
     fn finish_leaf(&mut self, leaf_der: Vec<u8>, key: Option<PrivateKey>) -> Result<Svid> {
         let svid = Svid::new(vec![leaf_der, self.intermediate.der.clone()], key)?;
-        if let Some(active) = self.roots.last_mut() {
+        // Recorded on the root that issued it (not the newest one: that may be pending).
+        if let Some(active) = self.roots.iter_mut().rev().find(|r| r.der == self.root.der) {
             let latest = active.latest_leaf_expiry.get_or_insert(svid.not_after());
             *latest = (*latest).max(svid.not_after());
         }
@@ -523,53 +528,6 @@ impl Authority {
             "rotated intermediate CA"
         );
         Ok(())
-    }
-
-    /// Creates a new root and intermediate; issuing switches to them at once. The old root
-    /// stays in the trust bundle until [`Authority::retire_expired_roots`] finds that every
-    /// leaf issued under it has expired. Returns the new root's fingerprint.
-    pub fn rotate_root(&mut self) -> Result<String> {
-        self.rotate_root_at(OffsetDateTime::now_utc())
-    }
-
-    /// [`Authority::rotate_root`] as if the current time were `now`.
-    pub fn rotate_root_at(&mut self, now: OffsetDateTime) -> Result<String> {
-        let root = Self::new_root(&self.trust_domain, &self.opts, &self.rng, now)?;
-        let intermediate =
-            Self::new_intermediate(&self.trust_domain, &self.opts, &self.rng, &root, now)?;
-        let record = RootRecord::new(root.der.clone(), None)?;
-        let fingerprint = record.fingerprint.clone();
-        self.root = root;
-        self.intermediate = intermediate;
-        self.roots.push(record);
-        tracing::info!(
-            trust_domain = %self.trust_domain,
-            root = %fingerprint,
-            roots_in_bundle = self.roots.len(),
-            "rotated root CA"
-        );
-        Ok(fingerprint)
-    }
-
-    /// Removes from the bundle every non-active root whose leaves have all expired by `now`
-    /// (or that has itself expired). Returns the fingerprints removed.
-    pub fn retire_expired_roots(&mut self, now: OffsetDateTime) -> Vec<String> {
-        let active = self.roots.len().saturating_sub(1);
-        let mut retired = Vec::new();
-        let mut i = 0;
-        self.roots.retain(|r| {
-            let keep = i == active
-                || (r.not_after >= now && r.latest_leaf_expiry.is_some_and(|e| e >= now));
-            i += 1;
-            if !keep {
-                retired.push(r.fingerprint.clone());
-            }
-            keep
-        });
-        for fp in &retired {
-            tracing::info!(root = %fp, "retired root CA: every leaf it vouched for has expired");
-        }
-        retired
     }
 }
 

@@ -104,6 +104,21 @@ pub enum Error {
     /// Inconsistent CA options.
     #[error("invalid CA options: {0}")]
     InvalidOptions(String),
+    /// An activation delay the CA cannot use for a root rotation.
+    #[error("invalid activation delay: {0}")]
+    InvalidActivationDelay(String),
+    /// A root rotation is already under way: its root is in the trust bundle but does not
+    /// issue yet. Only one rotation may be pending at a time.
+    #[error(
+        "a root rotation is already pending: root {fingerprint} starts issuing at {activates_at}; \
+         rotate again from then on"
+    )]
+    RotationPending {
+        /// The pending root's fingerprint.
+        fingerprint: String,
+        /// When it starts issuing (RFC 3339).
+        activates_at: String,
+    },
     /// The issuing CA certificate has expired (or has no time left); rotate it.
     #[error("issuing CA certificate expired at {not_after}")]
     IssuerExpired {

@@ -2,7 +2,7 @@
 //!
 //! - [`spiffe`]: SPIFFE IDs, trust domains and allow-list patterns (strict parsing).
 //! - [`authority`]: the CA itself: root + intermediate (ECDSA P-256), issuing SVIDs and
-//!   signing CSRs under a policy, root rotation and retirement.
+//!   signing CSRs under a policy, two-phase root rotation (trust before use) and retirement.
 //! - [`bundle`]: multi-root trust bundles and an offline chain check.
 //! - [`svid`]: the issued SVID and a certificate inspector.
 //! - [`rotation`]: the pure renewal schedule (50% + jitter) and expiry warnings.
@@ -21,7 +21,9 @@ pub mod store;
 pub mod svid;
 mod x509;
 
-pub use authority::{Authority, AuthorityOptions, IssuePolicy, RootInfo};
+pub use authority::{
+    Authority, AuthorityOptions, DEFAULT_ACTIVATION_DELAY, IssuePolicy, RootInfo, RootRotation,
+};
 pub use bundle::{TrustBundle, VerifiedChain};
 pub use error::{Error, Result, SpiffeIdError};
 pub use rotation::{Renewal, renewal_time, warn_before_expiry};

@@ -4,13 +4,20 @@
 //! - `bundle.pem`: every trusted root (what peers need), 0644;
 //! - `root-<fp>.pem` / `root-<fp>.key`: the active root certificate and its key (key 0600);
 //! - `intermediate-<fp>.pem` / `intermediate-<fp>.key`: the issuing CA (key 0600);
-//! - `ca.meta`: the commit point, a small text file naming the trust domain, the four files
-//!   above and, per root, the latest expiry of the leaves it vouches for.
+//! - during a two-phase root rotation, the pending root and intermediate the same way (their
+//!   root is already in `bundle.pem`; they issue from the activation time);
+//! - `ca.meta`: the commit point, a small text file naming the trust domain, the files above
+//!   (the pending ones with their activation time) and, per root, the latest expiry of the
+//!   leaves it vouches for (`store/meta.rs`).
 //!
 //! `<fp>` is the first 16 hex digits of the certificate's SHA-256. Every file is written
 //! atomically (temporary file in the same directory, fsync, rename, fsync of the directory),
-//! and `ca.meta` last: a crash mid-rotation leaves the previous, consistent CA in force.
-//! Superseded key files are deleted once the new metadata is durable.
+//! and `ca.meta` last: a crash mid-rotation leaves the previous, consistent CA in force (a
+//! rotation whose metadata never landed is simply not pending: its root may sit in the bundle,
+//! keyless, until it is retired). Activating a pending root rewrites only `ca.meta` (its files
+//! are already there), so a crash around it leaves either the pending state, which activates
+//! again at the next issue, or the activated one. Superseded key files are deleted once the
+//! new metadata is durable.
 
 use std::collections::HashMap;
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
@@ -22,16 +29,21 @@ use std::time::Duration;
 
 use ::time::OffsetDateTime;
 
-use crate::authority::{Authority, AuthorityOptions, CaCert, IssuePolicy, RootRecord};
+use crate::authority::{
+    Authority, AuthorityOptions, CaCert, IssuePolicy, PendingRoot, RootRecord, RootRotation,
+};
 use crate::bundle::TrustBundle;
 use crate::error::{Error, Result};
 use crate::spiffe::{SpiffeId, TrustDomain};
 use crate::svid::Svid;
 use crate::x509;
 
+mod meta;
+
+use meta::{Meta, PairFiles, PendingMeta, is_our_file_name};
+
 const META: &str = "ca.meta";
 const BUNDLE: &str = "bundle.pem";
-const MAGIC: &str = "shoal-ca-store v1";
 /// Mode of private-key files.
 pub const KEY_MODE: u32 = 0o600;
 /// Mode of certificate and metadata files.
@@ -93,101 +105,15 @@ fn file_stem(kind: &str, der: &[u8]) -> String {
     format!("{kind}-{}", &x509::fingerprint(der)[..16])
 }
 
-/// A store file name we wrote ourselves: `root-`/`intermediate-`, 16 hex digits, `.pem`/`.key`.
-fn is_our_file_name(name: &str) -> bool {
-    let Some(rest) = name
-        .strip_prefix("root-")
-        .or_else(|| name.strip_prefix("intermediate-"))
-    else {
-        return false;
-    };
-    let Some(hex) = rest
-        .strip_suffix(".pem")
-        .or_else(|| rest.strip_suffix(".key"))
-    else {
-        return false;
-    };
-    hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// The parsed `ca.meta`.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Meta {
-    trust_domain: String,
-    root_cert: String,
-    root_key: String,
-    intermediate_cert: String,
-    intermediate_key: String,
-    /// fingerprint -> latest leaf expiry (unix seconds).
-    roots: Vec<(String, Option<i64>)>,
-}
-
-impl Meta {
-    fn render(&self) -> String {
-        let mut s = format!(
-            "{MAGIC}\ntrust_domain {}\nroot_cert {}\nroot_key {}\nintermediate_cert {}\nintermediate_key {}\n",
-            self.trust_domain,
-            self.root_cert,
-            self.root_key,
-            self.intermediate_cert,
-            self.intermediate_key
-        );
-        for (fp, exp) in &self.roots {
-            let exp = exp.map_or_else(|| "-".to_owned(), |e| e.to_string());
-            s.push_str(&format!("root {fp} {exp}\n"));
-        }
-        s
-    }
-
-    fn parse(text: &str) -> std::result::Result<Meta, String> {
-        let mut lines = text.lines();
-        if lines.next() != Some(MAGIC) {
-            return Err(format!("{META} does not start with {MAGIC:?}"));
-        }
-        let mut m = Meta::default();
-        for line in lines.filter(|l| !l.trim().is_empty()) {
-            let mut words = line.split_whitespace();
-            let (Some(key), Some(value)) = (words.next(), words.next()) else {
-                return Err(format!("bad line {line:?}"));
-            };
-            let file_slot = match key {
-                "trust_domain" => Some(&mut m.trust_domain),
-                "root_cert" => Some(&mut m.root_cert),
-                "root_key" => Some(&mut m.root_key),
-                "intermediate_cert" => Some(&mut m.intermediate_cert),
-                "intermediate_key" => Some(&mut m.intermediate_key),
-                "root" => None,
-                other => return Err(format!("unknown key {other:?}")),
-            };
-            if let Some(slot) = file_slot {
-                if key != "trust_domain" && !is_our_file_name(value) {
-                    return Err(format!("bad file name {value:?} for {key}"));
-                }
-                *slot = value.to_owned();
-            } else {
-                let exp = match words.next() {
-                    Some("-") => None,
-                    Some(n) => Some(n.parse::<i64>().map_err(|_| format!("bad expiry {n:?}"))?),
-                    None => return Err(format!("bad line {line:?}")),
-                };
-                m.roots.push((value.to_owned(), exp));
-            }
-            if words.next().is_some() {
-                return Err(format!("trailing words in {line:?}"));
-            }
-        }
-        for (key, v) in [
-            ("trust_domain", &m.trust_domain),
-            ("root_cert", &m.root_cert),
-            ("root_key", &m.root_key),
-            ("intermediate_cert", &m.intermediate_cert),
-            ("intermediate_key", &m.intermediate_key),
-        ] {
-            if v.is_empty() {
-                return Err(format!("{key} missing"));
-            }
-        }
-        Ok(m)
+/// The file names of a root + intermediate pair.
+fn pair_files(root: &CaCert, intermediate: &CaCert) -> PairFiles {
+    let root = file_stem("root", &root.der);
+    let inter = file_stem("intermediate", &intermediate.der);
+    PairFiles {
+        root_cert: format!("{root}.pem"),
+        root_key: format!("{root}.key"),
+        intermediate_cert: format!("{inter}.pem"),
+        intermediate_key: format!("{inter}.key"),
     }
 }
 
@@ -294,8 +220,26 @@ impl CaStore {
             let key_pem = read_string(&dir.join(key))?;
             CaCert::from_pem(&cert_pem, &key_pem).map_err(|e| corrupt(format!("{cert}: {e}")))
         };
-        let root = load_ca(&meta.root_cert, &meta.root_key)?;
-        let intermediate = load_ca(&meta.intermediate_cert, &meta.intermediate_key)?;
+        let load_pair = |files: &PairFiles| -> Result<(CaCert, CaCert)> {
+            Ok((
+                load_ca(&files.root_cert, &files.root_key)?,
+                load_ca(&files.intermediate_cert, &files.intermediate_key)?,
+            ))
+        };
+        let (root, intermediate) = load_pair(&meta.active)?;
+        let pending = match &meta.pending {
+            Some(p) => {
+                let (root, intermediate) = load_pair(&p.files)?;
+                let activate_at = OffsetDateTime::from_unix_timestamp(p.activate_at)
+                    .map_err(|e| corrupt(format!("pending_activate_at: {e}")))?;
+                Some(PendingRoot {
+                    root,
+                    intermediate,
+                    activate_at,
+                })
+            }
+            None => None,
+        };
         let expiries: HashMap<&str, Option<i64>> =
             meta.roots.iter().map(|(f, e)| (f.as_str(), *e)).collect();
         let mut records = Vec::new();
@@ -312,18 +256,27 @@ impl CaStore {
             };
             records.push(RootRecord::new(der, exp).map_err(|e| corrupt(e.to_string()))?);
         }
-        // The active root must be in the bundle; it goes last. (A crash between writing the
-        // bundle and the metadata can leave a newer, keyless root in the bundle: harmless,
-        // and retired as soon as `retire_expired_roots` runs, since it vouches for nothing.)
-        let active_fp = x509::fingerprint(&root.der);
-        let pos = records
-            .iter()
-            .position(|r| r.fingerprint == active_fp)
-            .ok_or_else(|| corrupt(format!("active root {active_fp} is not in {BUNDLE}")))?;
-        let active = records.remove(pos);
-        records.push(active);
-        let authority = Authority::from_parts(trust_domain, opts, root, intermediate, records)
-            .map_err(|e| corrupt(e.to_string()))?;
+        // The active root must be in the bundle; it goes last, followed by the pending root
+        // if any. (A crash between writing the bundle and the metadata can leave a newer,
+        // keyless root in the bundle: harmless, and retired as soon as `retire_expired_roots`
+        // runs, since it vouches for nothing.)
+        let mut move_last = |what: &str, der: &[u8]| {
+            let fp = x509::fingerprint(der);
+            let pos = records
+                .iter()
+                .position(|r| r.fingerprint == fp)
+                .ok_or_else(|| corrupt(format!("{what} root {fp} is not in {BUNDLE}")))?;
+            let record = records.remove(pos);
+            records.push(record);
+            Ok::<_, Error>(())
+        };
+        move_last("active", &root.der)?;
+        if let Some(p) = &pending {
+            move_last("pending", &p.root.der)?;
+        }
+        let authority =
+            Authority::from_parts(trust_domain, opts, root, intermediate, pending, records)
+                .map_err(|e| corrupt(e.to_string()))?;
         tracing::debug!(dir = %dir.display(), "loaded CA store");
         Ok(CaStore {
             dir: dir.to_path_buf(),
@@ -335,14 +288,13 @@ impl CaStore {
     /// point), then removes CA files the metadata no longer names.
     pub fn save(&self) -> Result<()> {
         let a = &self.authority;
-        let root_stem = file_stem("root", &a.root_ca().der);
-        let inter_stem = file_stem("intermediate", &a.intermediate_ca().der);
         let meta = Meta {
             trust_domain: a.trust_domain().to_string(),
-            root_cert: format!("{root_stem}.pem"),
-            root_key: format!("{root_stem}.key"),
-            intermediate_cert: format!("{inter_stem}.pem"),
-            intermediate_key: format!("{inter_stem}.key"),
+            active: pair_files(a.root_ca(), a.intermediate_ca()),
+            pending: a.pending().map(|p| PendingMeta {
+                files: pair_files(&p.root, &p.intermediate),
+                activate_at: p.activate_at.unix_timestamp(),
+            }),
             roots: a
                 .root_records()
                 .iter()
@@ -352,21 +304,9 @@ impl CaStore {
                 })
                 .collect(),
         };
-        for (name, data, mode) in [
-            (&meta.root_key, a.root_ca().key_pem(), KEY_MODE),
-            (&meta.root_cert, a.root_ca().cert_pem(), PUBLIC_MODE),
-            (
-                &meta.intermediate_key,
-                a.intermediate_ca().key_pem(),
-                KEY_MODE,
-            ),
-            (
-                &meta.intermediate_cert,
-                a.intermediate_ca().cert_pem(),
-                PUBLIC_MODE,
-            ),
-        ] {
-            write_if_changed(&self.dir.join(name), data.as_bytes(), mode)?;
+        self.write_pair(&meta.active, a.root_ca(), a.intermediate_ca())?;
+        if let (Some(files), Some(p)) = (&meta.pending, a.pending()) {
+            self.write_pair(&files.files, &p.root, &p.intermediate)?;
         }
         write_if_changed(
             &self.dir.join(BUNDLE),
@@ -377,17 +317,28 @@ impl CaStore {
         self.remove_stale(&meta)
     }
 
+    /// Writes each CA's key (0600) then its certificate, each file only if it changed.
+    fn write_pair(&self, files: &PairFiles, root: &CaCert, intermediate: &CaCert) -> Result<()> {
+        for (cert, key, ca) in [
+            (&files.root_cert, &files.root_key, root),
+            (
+                &files.intermediate_cert,
+                &files.intermediate_key,
+                intermediate,
+            ),
+        ] {
+            write_if_changed(&self.dir.join(key), ca.key_pem().as_bytes(), KEY_MODE)?;
+            write_if_changed(&self.dir.join(cert), ca.cert_pem().as_bytes(), PUBLIC_MODE)?;
+        }
+        Ok(())
+    }
+
     fn remove_stale(&self, meta: &Meta) -> Result<()> {
-        let keep = [
-            &meta.root_cert,
-            &meta.root_key,
-            &meta.intermediate_cert,
-            &meta.intermediate_key,
-        ];
+        let keep = meta.file_names();
         let entries = fs::read_dir(&self.dir).map_err(|e| Error::io("list", &self.dir, e))?;
         for entry in entries.filter_map(|e| e.ok()) {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if is_our_file_name(&name) && !keep.contains(&&name) {
+            if is_our_file_name(&name) && !keep.contains(&name.as_str()) {
                 let path = entry.path();
                 fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
                 tracing::debug!(file = %name, "removed superseded CA file");
@@ -435,11 +386,29 @@ impl CaStore {
         Ok(svid)
     }
 
-    /// [`Authority::rotate_root`], persisted. Returns the new root's fingerprint.
-    pub fn rotate_root(&mut self) -> Result<String> {
-        let fp = self.authority.rotate_root()?;
+    /// [`Authority::rotate_root`] (two-phase, with the options' `activation_delay`),
+    /// persisted: the pending root is in `bundle.pem` and `ca.meta` when this returns.
+    pub fn rotate_root(&mut self) -> Result<RootRotation> {
+        let rotation = self.authority.rotate_root()?;
         self.save()?;
-        Ok(fp)
+        Ok(rotation)
+    }
+
+    /// [`Authority::rotate_root_with_delay`], persisted (zero: the new root issues at once).
+    pub fn rotate_root_with_delay(&mut self, delay: Duration) -> Result<RootRotation> {
+        let rotation = self.authority.rotate_root_with_delay(delay)?;
+        self.save()?;
+        Ok(rotation)
+    }
+
+    /// [`Authority::activate_pending_root`], persisted. Returns the activated root's
+    /// fingerprint, or None when no rotation was pending.
+    pub fn activate_pending_root(&mut self) -> Result<Option<String>> {
+        let activated = self.authority.activate_pending_root();
+        if activated.is_some() {
+            self.save()?;
+        }
+        Ok(activated)
     }
 
     /// [`Authority::rotate_intermediate`], persisted.

@@ -84,6 +84,7 @@ fn bench(c: &mut Criterion) {
                 host: "example.com",
                 path: &path,
                 headers,
+                peer: None,
             };
             let found = vhost.find(&req).map(|r| r.id.to_string());
             assert_eq!(

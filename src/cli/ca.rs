@@ -2,14 +2,18 @@
 //! store in `<state-dir>/ca/` (see `shoal_ca::store`), with no running proxy:
 //! `init` creates (or loads) the CA, `issue` writes an SVID chain + key, `inspect` describes
 //! a certificate file (and checks it against a bundle with `--bundle`), `rotate-root` starts
-//! a root rotation, `bundle` prints the trust bundle.
+//! a root rotation (the new root is trusted at once and issues after `--activation-delay`),
+//! `bundle` prints the trust bundle.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use shoal_ca::store::{KEY_MODE, PUBLIC_MODE, write_file_atomic};
-use shoal_ca::{CaStore, OffsetDateTime, SpiffeId, Svid, TrustBundle, TrustDomain, format_time};
+use shoal_ca::{
+    CaStore, DEFAULT_ACTIVATION_DELAY, OffsetDateTime, RootRotation, SpiffeId, Svid, TrustBundle,
+    TrustDomain, format_time,
+};
 
 /// Offline CA commands.
 #[derive(Debug, clap::Subcommand)]
@@ -49,11 +53,17 @@ pub enum CaCommand {
         #[arg(long)]
         bundle: Option<PathBuf>,
     },
-    /// Create a new root and intermediate; the old root stays trusted until its leaves expire.
+    /// Create a new root and intermediate: the new root joins the trust bundle now and issues
+    /// after --activation-delay; the old root stays trusted until its leaves expire.
     RotateRoot {
         /// Directory holding Shoal's persisted state; the CA lives in its `ca/` folder.
         #[arg(long, default_value = "./shoal-state")]
         state_dir: PathBuf,
+        /// How long the new root is only trusted before it issues (e.g. `5m`); must exceed the
+        /// interval at which proxies refresh the trust bundle (30s intended). `0s` switches
+        /// issuing at once. Refused while an earlier rotation is still pending.
+        #[arg(long, default_value_t = DEFAULT_ACTIVATION_DELAY.into())]
+        activation_delay: humantime::Duration,
     },
     /// Print the trust bundle (every trusted root) as PEM on standard output.
     Bundle {
@@ -87,7 +97,10 @@ pub fn run(cmd: CaCommand) -> Result<()> {
             out_key,
         } => issue(&state_dir, &id, ttl, &out_cert, &out_key),
         CaCommand::Inspect { file, bundle } => inspect(&file, bundle.as_deref()),
-        CaCommand::RotateRoot { state_dir } => rotate_root(&state_dir),
+        CaCommand::RotateRoot {
+            state_dir,
+            activation_delay,
+        } => rotate_root(&state_dir, activation_delay.into()),
         CaCommand::Bundle { state_dir } => {
             let store = open_store(&state_dir)?;
             print!("{}", store.trust_bundle().to_pem());
@@ -212,22 +225,41 @@ fn inspect(file: &Path, bundle: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-fn rotate_root(state_dir: &Path) -> Result<()> {
+fn rotate_root(state_dir: &Path, activation_delay: Duration) -> Result<()> {
     let mut store = open_store(state_dir)?;
-    let fingerprint = store.rotate_root().context("rotating the root CA")?;
+    let rotation = store
+        .rotate_root_with_delay(activation_delay)
+        .context("rotating the root CA")?;
     let retired = store
         .retire_expired_roots(OffsetDateTime::now_utc())
         .context("retiring old roots")?;
-    println!("new root {fingerprint} now issues");
+    print_rotation(&rotation);
     for fp in &retired {
         println!("retired root {fp} (every leaf it vouched for has expired)");
     }
     print_roots(&store);
     println!(
-        "distribute the updated bundle ({}) to every peer; old roots stay in it until their leaves expire",
-        store.bundle_path().display()
+        "distribute the updated bundle ({}) to every peer{}; old roots stay in it until their leaves expire",
+        store.bundle_path().display(),
+        if rotation.active {
+            String::new()
+        } else {
+            format!(" before {}", format_time(rotation.activates_at))
+        }
     );
     Ok(())
+}
+
+fn print_rotation(rotation: &RootRotation) {
+    if rotation.active {
+        println!("new root {} now issues", rotation.fingerprint);
+    } else {
+        println!(
+            "new root {} is in the trust bundle; issuing switches to it at {} (the first issue from then on)",
+            rotation.fingerprint,
+            format_time(rotation.activates_at)
+        );
+    }
 }
 
 fn print_roots(store: &CaStore) {
@@ -235,10 +267,14 @@ fn print_roots(store: &CaStore) {
         let leaves = root
             .latest_leaf_expiry
             .map_or_else(|| "none issued".to_owned(), format_time);
+        let state = match (root.active, root.activates_at) {
+            (true, _) => "(active) ".to_owned(),
+            (false, Some(at)) => format!("(pending, issues from {})", format_time(at)),
+            (false, None) => "(old)    ".to_owned(),
+        };
         println!(
-            "root {} {} expires {}, leaves valid until {}",
+            "root {} {state} expires {}, leaves valid until {}",
             root.fingerprint,
-            if root.active { "(active)" } else { "(old)   " },
             format_time(root.not_after),
             leaves
         );

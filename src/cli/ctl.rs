@@ -70,8 +70,14 @@ enum CtlCa {
     },
     /// Print the trust bundle (PEM).
     Bundle,
-    /// Start a new root; the old one stays trusted while its leaves live.
-    RotateRoot,
+    /// Start a root rotation: the new root is trusted at once and issues after the activation
+    /// delay; the old one stays trusted while its leaves live.
+    RotateRoot {
+        /// How long the new root is only trusted before it issues (e.g. `5m`; `0s`: at once).
+        /// Default: the CA's (2m).
+        #[arg(long)]
+        activation_delay: Option<String>,
+    },
 }
 
 const OK: u8 = 0;
@@ -324,12 +330,19 @@ async fn ca(mut client: CaServiceClient<Channel>, cmd: CtlCa) -> Result<(), Stat
                 .into_inner();
             print!("{}", r.bundle_pem);
         }
-        CtlCa::RotateRoot => {
+        CtlCa::RotateRoot { activation_delay } => {
             let r = client
-                .rotate_root(ca_pb::RotateRootRequest {})
+                .rotate_root(ca_pb::RotateRootRequest { activation_delay })
                 .await?
                 .into_inner();
-            println!("new root {}", r.fingerprint);
+            if r.active {
+                println!("new root {} now issues", r.fingerprint);
+            } else {
+                println!(
+                    "new root {} is in the trust bundle; issuing switches to it at {}",
+                    r.fingerprint, r.activates_at
+                );
+            }
         }
     }
     Ok(())

@@ -1,5 +1,5 @@
 //! Configuration of the CA: [`AuthorityOptions`] (lifetimes of roots, intermediates and
-//! leaves) and [`IssuePolicy`] (which SPIFFE IDs, and how long a TTL, a CSR's requester may
+//! leaves, and how long a new root is trusted before it issues) and [`IssuePolicy`] (which SPIFFE IDs, and how long a TTL, a CSR's requester may
 //! obtain). Plain data plus validation; the authority applies them.
 
 use std::time::Duration;
@@ -8,6 +8,11 @@ use crate::error::{Error, Result};
 use crate::spiffe::{IdPattern, SpiffeId, TrustDomain};
 
 const DAY: u64 = 24 * 3600;
+
+/// Default [`AuthorityOptions::activation_delay`]: four times the 30 s at which proxies are
+/// meant to refresh their trust bundle, so a missed poll or two still leaves time. (No proxy
+/// polls the bundle yet: that comes with mTLS on listeners, issue 4.)
+pub const DEFAULT_ACTIVATION_DELAY: Duration = Duration::from_secs(120);
 
 /// Lifetimes the CA works with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +25,15 @@ pub struct AuthorityOptions {
     pub default_leaf_ttl: Duration,
     /// Longest leaf validity granted whatever is asked (default 24 hours).
     pub max_leaf_ttl: Duration,
+    /// How long a new root is only trusted before it issues (default 2 minutes,
+    /// [`DEFAULT_ACTIVATION_DELAY`]). A root rotation publishes the new root in the trust
+    /// bundle at once, but leaves keep coming from the old root until the first issue at or
+    /// after `rotation time + activation_delay`, so every peer has fetched the new root before
+    /// it meets a leaf signed under it. It must exceed the interval at which proxies refresh
+    /// the bundle (30 s is the intended default) plus their slack; zero switches issuing at once (peers that
+    /// have not refreshed yet reject the new leaves until they do). Must be shorter than
+    /// `intermediate_ttl`.
+    pub activation_delay: Duration,
 }
 
 impl Default for AuthorityOptions {
@@ -29,6 +43,7 @@ impl Default for AuthorityOptions {
             intermediate_ttl: Duration::from_secs(365 * DAY),
             default_leaf_ttl: Duration::from_secs(3600),
             max_leaf_ttl: Duration::from_secs(DAY),
+            activation_delay: DEFAULT_ACTIVATION_DELAY,
         }
     }
 }
@@ -51,8 +66,30 @@ impl AuthorityOptions {
                 "default_leaf_ttl is longer than max_leaf_ttl".into(),
             ));
         }
-        Ok(())
+        check_activation_delay(self.activation_delay, self).map_err(|reason| {
+            Error::InvalidOptions(format!(
+                "activation_delay ({}s) {reason}",
+                self.activation_delay.as_secs()
+            ))
+        })
     }
+}
+
+/// Why `delay` cannot be an activation delay under `opts` ("is too large", "must be shorter
+/// than ..."): too large to represent, or not shorter than the new intermediate's lifetime
+/// (it would expire before it issues).
+pub(super) fn check_activation_delay(
+    delay: Duration,
+    opts: &AuthorityOptions,
+) -> std::result::Result<(), String> {
+    to_time(delay).map_err(|_| "is too large".to_owned())?;
+    if delay >= opts.intermediate_ttl {
+        return Err(format!(
+            "must be shorter than intermediate_ttl ({}s)",
+            opts.intermediate_ttl.as_secs()
+        ));
+    }
+    Ok(())
 }
 
 /// What a CSR's requester may obtain: the IDs it may ask for and an optional TTL ceiling
@@ -135,5 +172,28 @@ mod tests {
         o.validate().unwrap();
         assert_eq!(o.default_leaf_ttl, Duration::from_secs(3600));
         assert_eq!(o.root_ttl, Duration::from_secs(3650 * DAY));
+        assert_eq!(o.activation_delay, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn activation_delay_must_be_shorter_than_the_intermediate() {
+        let zero = AuthorityOptions {
+            activation_delay: Duration::ZERO,
+            ..AuthorityOptions::default()
+        };
+        zero.validate().unwrap();
+        let o = AuthorityOptions {
+            intermediate_ttl: Duration::from_secs(600),
+            activation_delay: Duration::from_secs(600),
+            ..AuthorityOptions::default()
+        };
+        let err = o.validate().unwrap_err();
+        assert!(matches!(err, Error::InvalidOptions(_)), "{err}");
+        assert!(err.to_string().contains("activation_delay (600s)"), "{err}");
+        let huge = AuthorityOptions {
+            activation_delay: Duration::MAX,
+            ..AuthorityOptions::default()
+        };
+        assert!(huge.validate().is_err());
     }
 }

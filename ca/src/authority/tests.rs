@@ -1,5 +1,5 @@
-//! Unit tests of the authority: issuing, CSR policy enforcement, TTL capping, rotation and
-//! retirement, and an OpenSSL cross-check of the produced chain.
+//! Unit tests of the authority: issuing, CSR policy enforcement, TTL capping, and an OpenSSL
+//! cross-check of the produced chain (root rotation and retirement: `roots/tests.rs`).
 
 use std::path::Path;
 use std::process::Command;
@@ -345,70 +345,6 @@ fn sign_csr_rejections() {
     assert!(matches!(sign(&mut a, &tampered), Error::CsrBadSignature));
     // The untampered one is fine.
     a.sign_csr(&good, None, &policy).unwrap();
-}
-
-#[test]
-fn rotation_keeps_old_root_until_its_leaves_expire() {
-    let now = OffsetDateTime::now_utc();
-    let mut a = Authority::init_at(td("example.org"), AuthorityOptions::default(), now).unwrap();
-    let old_leaf = a
-        .issue_at(
-            &id("spiffe://example.org/old"),
-            Some(Duration::from_secs(3600)),
-            now,
-        )
-        .unwrap();
-    let old_root = a.root_cert_der().to_vec();
-    let new_fp = a.rotate_root_at(now).unwrap();
-    assert_ne!(a.root_cert_der(), old_root.as_slice());
-    let new_leaf = a
-        .issue_at(
-            &id("spiffe://example.org/new"),
-            Some(Duration::from_secs(7200)),
-            now,
-        )
-        .unwrap();
-    let bundle = a.trust_bundle();
-    assert_eq!(bundle.len(), 2);
-    assert_eq!(bundle.fingerprints()[1], new_fp);
-    bundle.verify_svid(&old_leaf, now).unwrap();
-    bundle.verify_svid(&new_leaf, now).unwrap();
-    // The new leaf does not verify against the old root alone.
-    let old_only = TrustBundle::from_der([old_root]).unwrap();
-    assert!(old_only.verify_svid(&new_leaf, now).is_err());
-
-    let roots = a.roots();
-    assert_eq!(roots.len(), 2);
-    assert!(!roots[0].active && roots[1].active);
-    assert_eq!(roots[0].latest_leaf_expiry, Some(old_leaf.not_after()));
-    assert_eq!(roots[1].latest_leaf_expiry, Some(new_leaf.not_after()));
-
-    // Not retired while the old leaf is valid (including its last second).
-    assert!(a.retire_expired_roots(now).is_empty());
-    assert!(a.retire_expired_roots(old_leaf.not_after()).is_empty());
-    assert_eq!(a.trust_bundle().len(), 2);
-    // Retired once it has expired; the active root never is.
-    let later = old_leaf.not_after() + TimeDuration::seconds(1);
-    let retired = a.retire_expired_roots(later);
-    assert_eq!(retired.len(), 1);
-    assert_ne!(retired[0], new_fp);
-    assert_eq!(a.trust_bundle().fingerprints(), vec![new_fp.clone()]);
-    assert!(
-        a.retire_expired_roots(now + TimeDuration::days(10_000))
-            .is_empty()
-    );
-    assert_eq!(a.trust_bundle().len(), 1);
-}
-
-#[test]
-fn root_without_leaves_is_retired_at_once() {
-    let mut a = ca();
-    a.rotate_root().unwrap();
-    a.rotate_root().unwrap();
-    assert_eq!(a.trust_bundle().len(), 3);
-    let retired = a.retire_expired_roots(OffsetDateTime::now_utc());
-    assert_eq!(retired.len(), 2);
-    assert_eq!(a.trust_bundle().len(), 1);
 }
 
 fn openssl() -> Option<&'static str> {

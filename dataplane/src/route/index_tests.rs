@@ -152,8 +152,10 @@ fn random_route(rng: &mut fastrand::Rng, i: usize) -> Route {
         _ => Vec::new(),
     };
     Route {
+        policy: None,
         id: Arc::from(i.to_string()),
         matcher: RouteMatch {
+            principals: Vec::new(),
             path,
             methods,
             headers,
@@ -198,6 +200,7 @@ fn index_agrees_with_linear_scan_on_random_tables() {
                 host: "h",
                 path: &path,
                 headers,
+                peer: None,
             };
             let want = vhost.find_linear(&req).map(|r| r.id.clone());
             let got = vhost.find(&req).map(|r| r.id.clone());
@@ -223,6 +226,7 @@ fn empty_virtual_host_matches_nothing() {
         host: "h",
         path: "/",
         headers,
+        peer: None,
     };
     assert!(vhost.find(&req).is_none());
 }
