@@ -23,7 +23,7 @@ fn server_b(state: &std::path::Path, echo: SocketAddr, grpc: SocketAddr, tcp: So
         r#"
 state_dir: "{state}"
 identity: {{ id: "{TD}/server-b" }}
-admin: {{ grpc: "127.0.0.1:0" }}
+admin: {{ grpc: "127.0.0.1:0", metrics: "127.0.0.1:0" }}
 listeners:
   - name: mesh-in
     address: 127.0.0.1:0
@@ -242,6 +242,40 @@ async fn two_hop_mesh_http1_h2_grpc_tcp_with_identity_and_policy() {
         .await
         .expect("closed in time");
     assert!(n.is_err() || out.is_empty(), "intruder got {out:?}");
+
+    // B's metrics: certificate expiry (its SVID, the bundle root, its CA) and the denials.
+    let req = b"GET /metrics HTTP/1.1\r\nhost: m\r\n\r\n";
+    let text = String::from_utf8(
+        support::raw_exchange(m.b.metrics_addr().unwrap(), req, Duration::from_secs(5)).await,
+    )
+    .unwrap();
+    let svid_line = text
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "shoal_certificate_expiry_seconds{{kind=\"svid\",id=\"{TD}/server-b\""
+            ))
+        })
+        .unwrap_or_else(|| panic!("no SVID expiry in {text}"));
+    let secs: i64 = svid_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((3000..=3600).contains(&secs), "{svid_line}");
+    for kind in ["bundle_root", "ca_root", "ca_intermediate"] {
+        assert!(
+            text.contains(&format!(
+                "shoal_certificate_expiry_seconds{{kind=\"{kind}\""
+            )),
+            "{kind} missing: {text}"
+        );
+    }
+    let denials: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("shoal_policy_denials_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(
+        denials >= 4,
+        "DELETE, intruder h1, gRPC and TCP were denied: {denials}"
+    );
     drop(m.b);
 }
 
