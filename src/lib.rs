@@ -13,9 +13,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use shoal_admin::identity::{IdentityAgent, SharedCa, Source, SvidSlot};
+use shoal_admin::auth::tokens::read_client_token;
+use shoal_admin::auth::{Access, JoinTokens};
+use shoal_admin::identity::{IdentityAgent, RemoteTls, SharedCa, Source, SvidSlot};
 use shoal_admin::{AdminOptions, AdminServer, Control};
-use shoal_dataplane::config::ConfigSpec;
+use shoal_dataplane::config::{CaSpec, ConfigSpec};
 use shoal_dataplane::snapshot::{ConfigStore, Rejection, StateFile};
 use shoal_dataplane::tls::Credentials;
 use shoal_dataplane::worker::{Driver, Workers};
@@ -67,6 +69,7 @@ impl App {
             })
             .transpose()
         };
+        let access = admin_access(&spec)?;
         let admin = spec.admin.clone().unwrap_or_default();
         let grpc_listener = bind("grpc", admin.grpc.as_deref())?;
         let metrics_listener = bind("metrics", admin.metrics.as_deref())?;
@@ -90,6 +93,7 @@ impl App {
                 identity,
                 ca,
                 creds: Some(running.creds.clone()),
+                access,
                 grpc: grpc_listener,
                 metrics: metrics_listener,
                 workers: workers.stats(),
@@ -225,8 +229,59 @@ fn identity_agent(
         ttl: identity.ttl.map(|t| t.get()),
         bundle_refresh,
         creds,
+        remote_tls: spec.ca.as_ref().map(remote_tls).transpose()?.flatten(),
     };
     Ok(Some((agent, SvidSlot::default())))
+}
+
+/// Who may call the admin API: everyone local on loopback; elsewhere mTLS with `admin.allow`
+/// and the join tokens of `admin.join_tokens` (read now; a bad file fails the start).
+fn admin_access(spec: &ConfigSpec) -> Result<Access> {
+    let admin = spec.admin.clone().unwrap_or_default();
+    let tokens = match admin.join_tokens.as_deref() {
+        Some(path) => JoinTokens::load(Path::new(path)).context("admin.join_tokens")?,
+        None => JoinTokens::default(),
+    };
+    let loopback = admin
+        .grpc
+        .as_deref()
+        .and_then(|g| g.parse::<SocketAddr>().ok())
+        .is_none_or(|a| a.ip().is_loopback());
+    if loopback {
+        return Ok(Access::Loopback);
+    }
+    let allow = admin
+        .allow
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            p.parse::<shoal_ca::IdPattern>()
+                .with_context(|| format!("admin.allow[{i}]: {p:?}"))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Access::Mtls { allow, tokens })
+}
+
+/// TLS to the remote CA when `ca.trust_bundle` is set: its roots, and the join token of
+/// `ca.token_file` (both read now).
+fn remote_tls(ca: &CaSpec) -> Result<Option<RemoteTls>> {
+    let Some(bundle_path) = ca.trust_bundle.as_deref() else {
+        return Ok(None);
+    };
+    let pem = std::fs::read_to_string(bundle_path)
+        .with_context(|| format!("ca.trust_bundle: reading {bundle_path}"))?;
+    let bundle = shoal_ca::TrustBundle::from_pem(&pem)
+        .with_context(|| format!("ca.trust_bundle: {bundle_path}"))?;
+    let bootstrap = Credentials::new();
+    bootstrap
+        .install_bundle(&bundle)
+        .with_context(|| format!("ca.trust_bundle: {bundle_path}"))?;
+    let token = ca
+        .token_file
+        .as_deref()
+        .map(|p| read_client_token(Path::new(p)).context("ca.token_file"))
+        .transpose()?;
+    Ok(Some(RemoteTls { bootstrap, token }))
 }
 
 /// `spec` with the process settings (`admin`, `state_dir`, `workers`, `identity`, `ca`) of
@@ -251,6 +306,11 @@ pub fn load_file(path: &Path) -> Result<ConfigSpec> {
 pub fn validate_file(path: &Path) -> Result<ConfigSpec> {
     let spec = load_file(path)?;
     ConfigStore::check(&spec).map_err(|r: Rejection| anyhow::anyhow!("{r}"))?;
+    // The files the process settings name (tokens, bundles) are read at start: check them too.
+    admin_access(&spec)?;
+    if let Some(ca) = &spec.ca {
+        remote_tls(ca)?;
+    }
     Ok(spec)
 }
 

@@ -1,6 +1,6 @@
 //! The gRPC admin API driven by a real tonic client against an in-process `App`: transactions
 //! under load, all-or-nothing rejections naming the op, compare-and-swap, dry runs, watch,
-//! persistence across a restart, and the loopback-only rule.
+//! persistence across a restart (the non-loopback rules: admin_more.rs, admin_auth.rs).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

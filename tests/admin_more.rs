@@ -1,4 +1,4 @@
-//! The admin API, continued: `Watch`, persistence across a restart, the loopback-only rule and
+//! The admin API, continued: `Watch`, persistence across a restart, the non-loopback rule and
 //! `shoal ctl` (the built binary) exit codes.
 
 use std::process::Command;
@@ -171,7 +171,9 @@ async fn a_restart_keeps_the_applied_config() {
 }
 
 #[test]
-fn a_non_loopback_admin_address_refuses_to_start() {
+/// Off loopback the admin API is mTLS: without `identity` (its certificate) and `admin.allow`
+/// (who may call) it does not start (tests/admin_auth.rs covers the configured case).
+fn a_non_loopback_admin_address_without_identity_and_allow_refuses_to_start() {
     let spec = support::spec("admin: { grpc: \"0.0.0.0:0\" }");
     let err = App::start(AppOptions {
         spec,
@@ -182,7 +184,7 @@ fn a_non_loopback_admin_address_refuses_to_start() {
     .expect("refused");
     let text = format!("{err:#}");
     assert!(
-        text.contains("admin.grpc") && text.contains("mTLS"),
+        text.contains("admin.grpc") && text.contains("mTLS") && text.contains("admin.allow"),
         "{text}"
     );
 }

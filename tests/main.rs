@@ -5,6 +5,7 @@
 mod support;
 
 mod admin;
+mod admin_auth;
 mod admin_ca;
 mod admin_more;
 mod ca_cli;

@@ -16,13 +16,13 @@ fn free_addr() -> SocketAddr {
     support::closed_port()
 }
 
-struct Proc {
+pub struct Proc {
     child: Child,
     log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
+    pub fn spawn(mut cmd: Command) -> Proc {
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .env("RUST_LOG", "info");
@@ -48,11 +48,11 @@ impl Proc {
         Proc { child, log }
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
-    fn wait_log(&self, needle: &str) {
+    pub fn wait_log(&self, needle: &str) {
         let start = Instant::now();
         while !self.log().contains(needle) {
             assert!(
@@ -64,7 +64,7 @@ impl Proc {
         }
     }
 
-    fn signal(&self, sig: &str) {
+    pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{sig}"), &self.child.id().to_string()])
             .status()
@@ -72,7 +72,7 @@ impl Proc {
         assert!(ok.success());
     }
 
-    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
         let start = Instant::now();
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {

@@ -10,6 +10,8 @@ use shoal_proto::ca::v1 as pb;
 use shoal_proto::ca::v1::ca_service_server::CaService;
 use tonic::{Request, Response, Status};
 
+use crate::auth::CsrGrant;
+
 pub struct CaApi {
     store: Arc<Mutex<CaStore>>,
 }
@@ -82,15 +84,35 @@ impl CaService for CaApi {
         &self,
         request: Request<pb::SignCsrRequest>,
     ) -> Result<Response<pb::SignCsrResponse>, Status> {
+        // What this caller may get signed (set by the admin server's `AuthLayer`; absent:
+        // nothing).
+        let grant = request.extensions().get::<CsrGrant>().cloned();
         let req = request.into_inner();
         let ttl = parse_duration("requested_ttl", req.requested_ttl.as_deref())?;
+        let (policy, caller) = match grant {
+            Some(CsrGrant::Any) => (None, None),
+            Some(CsrGrant::Only { allowed, caller }) => {
+                (Some(IssuePolicy::new(allowed)), Some(caller))
+            }
+            None => return Err(Status::permission_denied("no CSR grant for this caller")),
+        };
+        let who = caller.clone();
         let svid = self
             .with_store(move |store| {
-                let policy = IssuePolicy::any_in(store.authority().trust_domain());
-                store.sign_csr(&req.csr_pem, ttl, &policy).map_err(status)
+                let policy =
+                    policy.unwrap_or_else(|| IssuePolicy::any_in(store.authority().trust_domain()));
+                store.sign_csr(&req.csr_pem, ttl, &policy).map_err(|e| {
+                    if matches!(e, CaError::NotAllowed { .. }) {
+                        tracing::warn!(
+                            caller = who.as_deref().unwrap_or("allowed"),
+                            "CA: the caller may not have this ID signed"
+                        );
+                    }
+                    status(e)
+                })
             })
             .await?;
-        tracing::info!(id = %svid.spiffe_id(), serial = svid.serial(), "CA: signed a CSR");
+        tracing::info!(id = %svid.spiffe_id(), serial = svid.serial(), caller = caller.as_deref().unwrap_or("allowed"), "CA: signed a CSR");
         Ok(Response::new(pb::SignCsrResponse {
             chain_pem: svid.chain_pem(),
             spiffe_id: svid.spiffe_id().to_string(),

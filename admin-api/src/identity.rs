@@ -7,7 +7,9 @@
 //!
 //! Two sources: a remote CA service (`shoal.ca.v1.CaService` of another shoal; a fresh key and
 //! CSR for every renewal, the key never leaves the process) or the local CA in
-//! `<state_dir>/ca`, shared with the CA service this process serves.
+//! `<state_dir>/ca`, shared with the CA service this process serves. A remote CA is reached
+//! in plaintext (loopback) or over TLS ([`RemoteTls`]): the first SVID with a join token, every
+//! renewal with the SVID it replaces.
 //!
 //! The current SVID is also published in an [`SvidSlot`] (arc-swap) for readiness and tests.
 
@@ -17,9 +19,12 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use shoal_ca::{CaStore, OffsetDateTime, SpiffeId, Svid, TrustBundle, generate_csr, renewal_time};
-use shoal_dataplane::tls::Credentials;
+use shoal_dataplane::tls::{Credentials, ServerId, spiffe_client_config};
 use shoal_proto::ca::v1 as pb;
 use shoal_proto::ca::v1::ca_service_client::CaServiceClient;
+use tonic::transport::Channel;
+
+use crate::auth::client::{ALPN, tls_channel, with_bearer};
 
 /// The current SVID (none until the first one is obtained).
 pub type SvidSlot = Arc<ArcSwapOption<Svid>>;
@@ -54,6 +59,27 @@ pub struct IdentityAgent {
     /// How often the trust bundle is re-read between renewals.
     pub bundle_refresh: Duration,
     pub creds: Arc<Credentials>,
+    /// Reach a remote CA over TLS (`None`: plaintext, a loopback CA).
+    pub remote_tls: Option<RemoteTls>,
+}
+
+/// How a remote CA is reached over TLS: the server must present an SVID of this proxy's trust
+/// domain, verified against the installed bundle (or `bootstrap` before there is one); the
+/// client presents its SVID while it holds a valid one, else the join token.
+#[derive(Clone)]
+pub struct RemoteTls {
+    /// Credentials holding only the `ca.trust_bundle` roots.
+    pub bootstrap: Arc<Credentials>,
+    /// The join token (`ca.token_file`).
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for RemoteTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteTls")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Never renew more often than this (a very short TTL is due again at once, because the CA
@@ -142,12 +168,16 @@ impl IdentityAgent {
             }
             Source::Remote(addr) => {
                 let (key, csr_pem) = generate_csr(&self.id).map_err(|e| e.to_string())?;
-                let mut client = remote(*addr).await?;
+                let (mut client, token) = self.remote(*addr).await?;
+                let mut request = tonic::Request::new(pb::SignCsrRequest {
+                    csr_pem,
+                    requested_ttl: self.ttl.map(|t| humantime::format_duration(t).to_string()),
+                });
+                if let Some(token) = token {
+                    with_bearer(&mut request, token).map_err(|s| s.message().to_string())?;
+                }
                 let reply = client
-                    .sign_csr(pb::SignCsrRequest {
-                        csr_pem,
-                        requested_ttl: self.ttl.map(|t| humantime::format_duration(t).to_string()),
-                    })
+                    .sign_csr(request)
                     .await
                     .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
                     .into_inner();
@@ -171,8 +201,10 @@ impl IdentityAgent {
                 Ok(store.trust_bundle())
             }
             Source::Remote(addr) => {
-                let reply = remote(*addr)
+                let reply = self
+                    .remote(*addr)
                     .await?
+                    .0
                     .get_trust_bundle(pb::GetTrustBundleRequest {})
                     .await
                     .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
@@ -183,10 +215,39 @@ impl IdentityAgent {
     }
 }
 
-async fn remote(addr: SocketAddr) -> Result<CaServiceClient<tonic::transport::Channel>, String> {
-    CaServiceClient::connect(format!("http://{addr}"))
-        .await
-        .map_err(|e| format!("connecting: {e}"))
+impl IdentityAgent {
+    /// A client of the remote CA, and the join token to present (over TLS, while this proxy
+    /// holds no valid SVID).
+    async fn remote(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<(CaServiceClient<Channel>, Option<&str>), String> {
+        let Some(tls) = &self.remote_tls else {
+            let client = CaServiceClient::connect(format!("http://{addr}"))
+                .await
+                .map_err(|e| format!("connecting: {e}"))?;
+            return Ok((client, None));
+        };
+        let trust = match self.creds.trust() {
+            Some(_) => self.creds.clone(),
+            None => tls.bootstrap.clone(),
+        };
+        let present = self.creds.ready().then(|| self.creds.clone());
+        let token = match present {
+            Some(_) => None,
+            None => tls.token.as_deref(),
+        };
+        let expected = ServerId::InTrustDomain(self.id.trust_domain().clone());
+        let config = spiffe_client_config(trust, expected, present, ALPN)
+            .map_err(|e| format!("TLS config: {e}"))?;
+        let channel = tls_channel(addr, config, Duration::from_secs(5))
+            .await
+            .map_err(|e| match std::error::Error::source(&e) {
+                Some(cause) => format!("connecting over TLS: {e}: {cause}"),
+                None => format!("connecting over TLS: {e}"),
+            })?;
+        Ok((CaServiceClient::new(channel), token))
+    }
 }
 
 /// Logs a warning once the SVID has less than 20% of its lifetime left (renewal failing).

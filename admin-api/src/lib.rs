@@ -10,8 +10,10 @@
 //! Beside it on the same thread: [`ca_service`] (the CA in `<state_dir>/ca` as
 //! `shoal.ca.v1.CaService`) and [`metrics`] (`/healthz`, `/readyz`, `/metrics` over HTTP).
 //! [`identity`] obtains and renews this proxy's own SVID from a remote CA. [`server`] owns the
-//! thread and its runtime.
+//! thread and its runtime. [`auth`] decides who may call what (loopback: everyone local;
+//! elsewhere: mTLS with `admin.allow`, join tokens for a first SVID).
 
+pub mod auth;
 pub mod ca_service;
 pub mod control;
 pub mod convert;
@@ -35,4 +37,6 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("admin API reflection: {0}")]
     Reflection(String),
+    #[error("admin API TLS: {0}")]
+    Tls(String),
 }

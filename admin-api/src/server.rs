@@ -1,7 +1,8 @@
 //! The `shoal-admin` thread: a tokio current-thread runtime serving the gRPC admin API (plus
 //! server reflection, so `grpcurl` works without the .proto files) and the HTTP health and
 //! metrics endpoints, on listeners bound by the caller (so a port conflict is reported at
-//! start, and port 0 resolves before we return).
+//! start, and port 0 resolves before we return). Off loopback the gRPC listener is TLS and
+//! every call is authorized by [`crate::auth`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,9 @@ use shoal_dataplane::worker::WorkerStats;
 use shoal_proto::ca::v1::ca_service_server::CaServiceServer;
 
 use crate::Error;
+use crate::auth::client::ALPN;
+use crate::auth::incoming::tls_incoming;
+use crate::auth::{Access, AuthLayer};
 use crate::ca_service::CaApi;
 use crate::control::Control;
 use crate::identity::{IdentityAgent, SharedCa, SvidSlot};
@@ -35,8 +39,11 @@ pub struct AdminOptions {
     pub identity: Option<(IdentityAgent, SvidSlot)>,
     /// The CA served as `shoal.ca.v1.CaService` beside the admin API (when `grpc` is set).
     pub ca: Option<SharedCa>,
-    /// The data plane's TLS credentials (expiry metrics).
+    /// The data plane's TLS credentials (expiry metrics; the admin API's certificate when
+    /// `access` is mTLS).
     pub creds: Option<Arc<Credentials>>,
+    /// Who may call the gRPC API: plaintext for everyone local, or TLS and per-call rules.
+    pub access: Access,
 }
 
 /// The running admin thread; [`AdminServer::stop`] ends it.
@@ -60,6 +67,17 @@ impl AdminServer {
             metrics_addr = Some(l.local_addr()?);
             l.set_nonblocking(true)?;
         }
+        let tls = match (&opts.access, &opts.creds) {
+            (Access::Loopback, _) => None,
+            (Access::Mtls { .. }, Some(creds)) => Some(
+                shoal_dataplane::tls::optional_client_server_config(creds.clone(), ALPN)
+                    .map_err(|e| Error::Tls(e.to_string()))?,
+            ),
+            (Access::Mtls { .. }, None) => {
+                return Err(Error::Tls("mTLS needs this proxy's credentials".into()));
+            }
+        };
+        let access = Arc::new(opts.access);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -115,15 +133,24 @@ impl AdminServer {
                                 return std::future::pending().await;
                             }
                         };
-                        tracing::info!(addr = ?addr, "admin API listening");
-                        let served = tonic::transport::Server::builder()
+                        tracing::info!(addr = ?addr, tls = tls.is_some(), "admin API listening");
+                        let router = tonic::transport::Server::builder()
+                            .layer(AuthLayer::new(access))
                             .add_service(AdminServiceServer::new(AdminApi::new(control, opts.workers)))
                             .add_service(reflection)
-                            .add_optional_service(ca)
-                            .serve_with_incoming(
-                                TcpIncoming::from(listener).with_nodelay(Some(true)),
-                            )
-                            .await;
+                            .add_optional_service(ca);
+                        let served = match tls {
+                            Some(config) => {
+                                router.serve_with_incoming(tls_incoming(listener, config)).await
+                            }
+                            None => {
+                                router
+                                    .serve_with_incoming(
+                                        TcpIncoming::from(listener).with_nodelay(Some(true)),
+                                    )
+                                    .await
+                            }
+                        };
                         if let Err(e) = served {
                             tracing::error!("admin API stopped: {e}");
                         }

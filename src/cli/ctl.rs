@@ -1,6 +1,9 @@
 //! `shoal ctl`: a gRPC client of the admin API (`get`, `apply`, `watch`) and of the CA service
 //! (`ca sign`, `ca bundle`, `ca rotate-root`).
 //!
+//! A non-loopback admin API is reached over mTLS: `--ca-bundle` (the server's trust bundle)
+//! with `--cert`/`--key` (a client SVID whose ID is in the server's `admin.allow`).
+//!
 //! Exit codes: 0 ok, 1 rejected (the reasons are printed) or a bad ops file, 2 the admin API is
 //! unreachable.
 
@@ -11,10 +14,12 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use prost::Message;
 use shoal_admin::OpSpec;
+use shoal_admin::auth::client::{ALPN, tls_channel};
 use shoal_admin::proto::admin::v1 as pb;
 use shoal_admin::proto::admin::v1::admin_service_client::AdminServiceClient;
 use shoal_admin::proto::ca::v1 as ca_pb;
 use shoal_admin::proto::ca::v1::ca_service_client::CaServiceClient;
+use shoal_dataplane::tls::{Credentials, ServerId, spiffe_client_config};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -23,6 +28,17 @@ pub struct Ctl {
     /// The admin API address (`admin.grpc` of the running shoal).
     #[arg(long, global = true, default_value = "127.0.0.1:15000")]
     addr: String,
+    /// Reach a non-loopback admin API over TLS, verifying it against this PEM trust bundle
+    /// (e.g. from `shoal ca bundle`).
+    #[arg(long, global = true)]
+    ca_bundle: Option<PathBuf>,
+    /// The client SVID (PEM chain, e.g. from `shoal ca issue`) presented with --ca-bundle; its
+    /// SPIFFE ID must be in the server's `admin.allow`.
+    #[arg(long, global = true, requires = "key", requires = "ca_bundle")]
+    cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, global = true, requires = "cert")]
+    key: Option<PathBuf>,
     #[command(subcommand)]
     command: CtlCommand,
 }
@@ -107,7 +123,7 @@ pub fn run(ctl: Ctl) -> ExitCode {
             },
             _ => Vec::new(),
         };
-        let channel = match connect(&ctl.addr).await {
+        let channel = match connect(&ctl).await {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("cannot reach the admin API at {}: {e}", ctl.addr);
@@ -139,7 +155,11 @@ fn read_ops(file: &std::path::Path) -> Result<Vec<pb::Op>, String> {
     Ok(ops.iter().map(pb::Op::from).collect())
 }
 
-async fn connect(addr: &str) -> Result<Channel, String> {
+async fn connect(ctl: &Ctl) -> Result<Channel, String> {
+    if let Some(bundle) = &ctl.ca_bundle {
+        return connect_tls(ctl, bundle).await;
+    }
+    let addr = &ctl.addr;
     let uri = if addr.contains("://") {
         addr.to_string()
     } else {
@@ -150,11 +170,53 @@ async fn connect(addr: &str) -> Result<Channel, String> {
         .connect_timeout(Duration::from_secs(3))
         .connect()
         .await
-        .map_err(|e| match std::error::Error::source(&e) {
-            Some(cause) => format!("{e}: {cause}"),
-            None => e.to_string(),
-        })?;
+        .map_err(|e| error_chain(&e))?;
     Ok(channel)
+}
+
+/// mTLS (or TLS without --cert): the server must chain to the bundle and, with --cert, be in
+/// the trust domain of the client's own SVID.
+async fn connect_tls(ctl: &Ctl, bundle: &std::path::Path) -> Result<Channel, String> {
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let addr: std::net::SocketAddr = ctl
+        .addr
+        .parse()
+        .map_err(|_| format!("--addr {:?}: with --ca-bundle, an ip:port", ctl.addr))?;
+    let roots = shoal_ca::TrustBundle::from_pem(&read(bundle)?)
+        .map_err(|e| format!("{}: {e}", bundle.display()))?;
+    let trust = Credentials::new();
+    trust
+        .install_bundle(&roots)
+        .map_err(|e| format!("{}: {e}", bundle.display()))?;
+    let (present, expected) = match (&ctl.cert, &ctl.key) {
+        (Some(cert), Some(key)) => {
+            let svid = shoal_ca::Svid::from_pem(&read(cert)?, Some(&read(key)?))
+                .map_err(|e| format!("{}: {e}", cert.display()))?;
+            let td = svid.spiffe_id().trust_domain().clone();
+            let creds = Credentials::new();
+            creds
+                .install_svid(&svid)
+                .map_err(|e| format!("{}: {e}", cert.display()))?;
+            (Some(creds), ServerId::InTrustDomain(td))
+        }
+        _ => (None, ServerId::Any),
+    };
+    let config = spiffe_client_config(trust, expected, present, ALPN).map_err(|e| e.to_string())?;
+    tls_channel(addr, config, Duration::from_secs(3))
+        .await
+        .map_err(|e| error_chain(&e))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
 
 /// Prints a refused call; returns the exit code.

@@ -505,6 +505,7 @@ impl FromProto<pb::Config> for ConfigSpec {
                 admin: c.admin.map(|a| AdminSpec {
                     grpc: a.grpc,
                     metrics: a.metrics,
+                    ..Default::default()
                 }),
                 state_dir: c.state_dir,
                 ca: c.ca.map(|k| CaSpec::remote(k.remote)),

@@ -8,6 +8,7 @@
 
 mod duration;
 mod either;
+mod process;
 mod tls;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use duration::HumanDuration;
+pub use process::{AdminSpec, CaSpec, IdentitySpec};
 pub use tls::{
     CertificateSpec, ClusterTlsSpec, ListenerTlsSpec, PolicyAction, PolicyRuleSpec, PolicySpec,
     TlsMode,
@@ -60,58 +62,6 @@ pub struct ConfigSpec {
     /// Where the identity comes from. A process setting.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca: Option<CaSpec>,
-}
-
-/// `identity:` the SVID this proxy holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IdentitySpec {
-    /// The SPIFFE ID to request, e.g. `spiffe://example.org/ns/default/sa/edge`.
-    pub id: String,
-    /// Requested lifetime; the CA caps it. Default: the CA's default (1h).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl: Option<HumanDuration>,
-}
-
-/// `ca:` the certificate authority this proxy asks for its SVID.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CaSpec {
-    /// `ip:port` of a shoal admin API serving `shoal.ca.v1.CaService`.
-    pub remote: String,
-    /// How often the trust bundle is fetched between SVID renewals, so a rotated root is
-    /// trusted before peers present certificates from it. Default 30s; keep it well below the
-    /// CA's root activation delay.
-    #[serde(default = "default_bundle_refresh")]
-    pub bundle_refresh: HumanDuration,
-}
-
-fn default_bundle_refresh() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
-}
-
-impl CaSpec {
-    /// `remote` with the default settings.
-    pub fn remote(remote: String) -> Self {
-        Self {
-            remote,
-            bundle_refresh: default_bundle_refresh(),
-        }
-    }
-}
-
-/// `admin:` the admin API's settings.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AdminSpec {
-    /// `ip:port` of the gRPC admin API (e.g. `127.0.0.1:15000`; port 0 picks one). Loopback
-    /// only: another address needs mTLS, which is not supported yet. Off when absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub grpc: Option<String>,
-    /// `ip:port` of the HTTP health and metrics endpoints (`/healthz`, `/readyz`, `/metrics`,
-    /// Prometheus text). Read-only, so any address is allowed. Off when absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metrics: Option<String>,
 }
 
 impl ConfigSpec {

@@ -253,25 +253,48 @@ fn a_torn_temp_file_is_ignored_and_cleaned_up() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// The field paths of the errors checking `yaml` finds (none when it is valid).
+fn paths(yaml: &str) -> Vec<String> {
+    ConfigStore::check(&spec(yaml))
+        .err()
+        .map(|r| r.errors.into_iter().map(|e| e.path).collect())
+        .unwrap_or_default()
+}
+
 #[test]
-fn a_non_loopback_admin_address_is_refused() {
+fn a_non_loopback_admin_address_needs_identity_and_allow() {
     let err = ConfigStore::check(&spec("admin: { grpc: 0.0.0.0:15000 }")).unwrap_err();
     assert_eq!(err.errors[0].path, "admin.grpc");
     assert!(err.errors[0].message.contains("mTLS"), "{err}");
+    assert_eq!(
+        paths("admin: { grpc: 0.0.0.0:15000 }"),
+        ["admin.grpc", "admin.allow"]
+    );
     assert!(ConfigStore::check(&spec("admin: { grpc: nope }")).is_err());
     assert!(
         ConfigStore::check(&spec("admin: { grpc: 127.0.0.1:15000 }\nstate_dir: /tmp/x")).is_ok()
+    );
+    let id = "identity: { id: \"spiffe://a.org/edge\" }\nstate_dir: /tmp/x\n";
+    assert_eq!(
+        paths(&format!("{id}admin: {{ grpc: 0.0.0.0:15000 }}")),
+        ["admin.allow"]
+    );
+    assert!(
+        paths(&format!(
+            "{id}admin: {{ grpc: 0.0.0.0:15000, allow: [\"spiffe://a.org/ops/*\"], join_tokens: /tmp/t }}"
+        ))
+        .is_empty()
+    );
+    assert_eq!(
+        paths(&format!(
+            "{id}admin: {{ grpc: 0.0.0.0:15000, allow: [\"spiffe://a.org/ok\", \"https://x\"], join_tokens: \"\" }}"
+        )),
+        ["admin.allow[1]", "admin.join_tokens"]
     );
 }
 
 #[test]
 fn identity_and_ca_settings_are_checked() {
-    let paths = |yaml: &str| -> Vec<String> {
-        ConfigStore::check(&spec(yaml))
-            .err()
-            .map(|r| r.errors.into_iter().map(|e| e.path).collect())
-            .unwrap_or_default()
-    };
     assert_eq!(
         paths("identity: { id: \"spiffe://a.org/x\" }"),
         ["identity"]
@@ -282,6 +305,13 @@ fn identity_and_ca_settings_are_checked() {
     );
     assert_eq!(paths("ca: { remote: nowhere }"), ["ca.remote"]);
     assert_eq!(paths("admin: { metrics: nowhere }"), ["admin.metrics"]);
+    // A token only over TLS; a non-loopback CA only over TLS.
+    assert_eq!(
+        paths("ca: { remote: \"127.0.0.1:1\", token_file: /t }"),
+        ["ca.token_file"]
+    );
+    assert_eq!(paths("ca: { remote: \"10.0.0.1:1\" }"), ["ca.trust_bundle"]);
+    assert!(paths("ca: { remote: \"10.0.0.1:1\", token_file: /t, trust_bundle: /b }").is_empty());
     assert!(
         paths("identity: { id: \"spiffe://a.org/x\", ttl: 1h }\nca: { remote: \"127.0.0.1:1\" }")
             .is_empty()

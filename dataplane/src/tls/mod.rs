@@ -10,6 +10,9 @@
 //!   `Arc<ClientConfig>` that read the rotating [`Credentials`] at every handshake: rotating the
 //!   SVID or the bundle is a swap there, no config is rebuilt. [`edge_server_config`] serves
 //!   files' certificates chosen by SNI.
+//! - The admin API's flavours: [`optional_client_server_config`] (a client SVID requested, not
+//!   required; any SPIFFE ID, authorized per call) and [`spiffe_client_config`] (the server
+//!   accepted by a [`ServerId`], e.g. any ID of a trust domain; a client SVID or none).
 //!
 //! The peer identity of an established connection is [`peer_spiffe_id`] of its certificates.
 
@@ -24,7 +27,9 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use shoal_ca::{IdPattern, SpiffeId, Svid, TrustBundle};
 
 pub use creds::{Credentials, CurrentSvid, SvidResolver, Trust};
-pub use verify::{SpiffeClientVerifier, SpiffeServerVerifier, peer_spiffe_id, spiffe_id_of};
+pub use verify::{
+    ServerId, SpiffeClientVerifier, SpiffeServerVerifier, peer_spiffe_id, spiffe_id_of,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -90,6 +95,17 @@ pub fn mutual_server_config(
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
     let verifier = SpiffeClientVerifier::new(creds.clone(), allow, provider.clone());
+    svid_server_config(creds, verifier, provider, alpn)
+}
+
+/// A server config presenting the current SVID of `creds`, clients checked by `verifier`,
+/// no session resumption.
+fn svid_server_config(
+    creds: Arc<Credentials>,
+    verifier: SpiffeClientVerifier,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(Arc::new(verifier))
@@ -106,16 +122,42 @@ pub fn mutual_client_config(
     expected: SpiffeId,
     alpn: &[&[u8]],
 ) -> Result<Arc<ClientConfig>, TlsError> {
+    spiffe_client_config(creds.clone(), ServerId::Exact(expected), Some(creds), alpn)
+}
+
+/// A client config verifying the server against the bundle current in `trust` and by
+/// `expected`, presenting the current SVID of `present` (no client certificate when `None`).
+pub fn spiffe_client_config(
+    trust: Arc<Credentials>,
+    expected: ServerId,
+    present: Option<Arc<Credentials>>,
+    alpn: &[&[u8]],
+) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
-    let verifier = SpiffeServerVerifier::new(creds.clone(), expected, provider.clone());
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let verifier = SpiffeServerVerifier::accepting(trust, expected, provider.clone());
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_client_cert_resolver(Arc::new(SvidResolver(creds)));
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut config = match present {
+        Some(creds) => builder.with_client_cert_resolver(Arc::new(SvidResolver(creds))),
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
+}
+
+/// The admin API's server side: presents the current SVID of `creds` and requests, without
+/// requiring, a client SVID (chain to the current bundle, EKU clientAuth, any SPIFFE ID).
+/// Who may call what is decided per call by the peer's ID (or a join token without one).
+pub fn optional_client_server_config(
+    creds: Arc<Credentials>,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let verifier = SpiffeClientVerifier::optional(creds.clone(), provider.clone());
+    svid_server_config(creds, verifier, provider, alpn)
 }
 
 /// Plain TLS termination (edge): `certs` are (chain, key) pairs; SNI picks the first whose DNS

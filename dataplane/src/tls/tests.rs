@@ -335,3 +335,39 @@ fn two_root_bundle_accepts_leaves_from_both_roots() {
         Some(id("spiffe://example.org/ns/default/sa/client"))
     );
 }
+
+/// The admin API's flavour: a client certificate is optional, but one that is sent must
+/// verify; the client accepts any server ID of the trust domain it asks for.
+#[test]
+fn optional_client_auth_and_trust_domain_server_ids() {
+    let p = pki();
+    let server_creds = Credentials::with(&p.server, &p.bundle).unwrap();
+    let server = optional_client_server_config(server_creds, &[]).unwrap();
+    let trust = Credentials::new();
+    trust.install_bundle(&p.bundle).unwrap();
+    let in_td = || ServerId::InTrustDomain("example.org".parse().unwrap());
+    // No certificate: admitted (no peer ID).
+    let anon = spiffe_client_config(trust.clone(), in_td(), None, &[]).unwrap();
+    assert_eq!(handshake(anon, server.clone()).unwrap(), None);
+    // An SVID: admitted whatever its ID, and the ID is known.
+    let client_creds = Credentials::with(&p.client, &p.bundle).unwrap();
+    let with_cert = spiffe_client_config(trust.clone(), in_td(), Some(client_creds), &[]).unwrap();
+    assert_eq!(
+        handshake(with_cert, server.clone()).unwrap(),
+        Some(id("spiffe://example.org/ns/default/sa/client"))
+    );
+    // A certificate from another CA is still refused at the handshake.
+    let mut other = ca("example.org");
+    let stranger = other
+        .issue(&id("spiffe://example.org/ns/default/sa/client"), None)
+        .unwrap();
+    let stranger = Credentials::with(&stranger, &p.bundle).unwrap();
+    let bad = spiffe_client_config(trust.clone(), in_td(), Some(stranger), &[]).unwrap();
+    expect_err(handshake(bad, server.clone()), "UnknownIssuer");
+    // The client refuses a server of another trust domain, and accepts it with `Any`.
+    let other_td = ServerId::InTrustDomain("other.org".parse().unwrap());
+    let wrong = spiffe_client_config(trust.clone(), other_td, None, &[]).unwrap();
+    expect_err(handshake(wrong, server.clone()), "trust domain other.org");
+    let any = spiffe_client_config(trust, ServerId::Any, None, &[]).unwrap();
+    assert_eq!(handshake(any, server).unwrap(), None);
+}

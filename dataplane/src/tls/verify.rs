@@ -9,7 +9,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
-use shoal_ca::{IdPattern, SpiffeId};
+use shoal_ca::{IdPattern, SpiffeId, TrustDomain};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use super::Credentials;
@@ -58,11 +58,49 @@ impl std::error::Error for SpiffeMismatch {}
 
 // === impl SpiffeServerVerifier ===
 
+/// Which server SPIFFE IDs a client accepts (after the chain checked out against the bundle).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerId {
+    /// Exactly this ID (a cluster's `tls.spiffe_id`).
+    Exact(SpiffeId),
+    /// Any workload ID of this trust domain (a CA service, whose ID the client does not know
+    /// in advance but which must belong to the domain it issues for).
+    InTrustDomain(TrustDomain),
+    /// Any SPIFFE ID (the bundle alone decides; `shoal ctl` with only `--ca-bundle`).
+    Any,
+}
+
+impl ServerId {
+    fn check(&self, id: &SpiffeId) -> Result<(), String> {
+        match self {
+            ServerId::Exact(expected) if id == expected => Ok(()),
+            ServerId::Exact(expected) => Err(format!("server is {id}, expected {expected}")),
+            ServerId::InTrustDomain(td) if id.trust_domain() == td && !id.path().is_empty() => {
+                Ok(())
+            }
+            ServerId::InTrustDomain(td) => Err(format!(
+                "server is {id}, expected a workload ID in trust domain {td}"
+            )),
+            ServerId::Any => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for ServerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerId::Exact(id) => write!(f, "{id}"),
+            ServerId::InTrustDomain(td) => write!(f, "any ID in {td}"),
+            ServerId::Any => f.write_str("any SPIFFE ID"),
+        }
+    }
+}
+
 /// Verifies an upstream's certificate: chain to the bundle, validity, EKU serverAuth, and the
-/// URI SAN equal to the expected SPIFFE ID.
+/// URI SAN accepted by a [`ServerId`] (usually the exact SPIFFE ID the cluster expects).
 pub struct SpiffeServerVerifier {
     creds: Arc<Credentials>,
-    expected: SpiffeId,
+    expected: ServerId,
     provider: Arc<CryptoProvider>,
 }
 
@@ -77,6 +115,15 @@ impl fmt::Debug for SpiffeServerVerifier {
 impl SpiffeServerVerifier {
     /// Verifies against the trust bundle current in `creds` at each handshake.
     pub fn new(creds: Arc<Credentials>, expected: SpiffeId, provider: Arc<CryptoProvider>) -> Self {
+        Self::accepting(creds, ServerId::Exact(expected), provider)
+    }
+
+    /// Like [`SpiffeServerVerifier::new`], accepting the server IDs `expected` describes.
+    pub fn accepting(
+        creds: Arc<Credentials>,
+        expected: ServerId,
+        provider: Arc<CryptoProvider>,
+    ) -> Self {
         Self {
             creds,
             expected,
@@ -104,11 +151,10 @@ impl ServerCertVerifier for SpiffeServerVerifier {
             self.provider.signature_verification_algorithms.all,
         )?;
         match spiffe_id_of(end_entity) {
-            Some(id) if id == self.expected => Ok(ServerCertVerified::assertion()),
-            Some(id) => Err(id_error(format!(
-                "server is {id}, expected {}",
-                self.expected
-            ))),
+            Some(id) => match self.expected.check(&id) {
+                Ok(()) => Ok(ServerCertVerified::assertion()),
+                Err(msg) => Err(id_error(msg)),
+            },
             None => Err(id_error("server certificate has no SPIFFE ID".into())),
         }
     }
@@ -151,18 +197,28 @@ impl ServerCertVerifier for SpiffeServerVerifier {
 // === impl SpiffeClientVerifier ===
 
 /// Verifies a downstream client's certificate with webpki (chain, validity, EKU clientAuth),
-/// then admits it only if its SPIFFE ID matches an allow pattern.
+/// then admits it only if its SPIFFE ID matches an allow pattern. The [`optional`] flavour
+/// (the admin API) also admits clients without a certificate and any SPIFFE ID: whoever
+/// serves the connection authorizes each request by the peer's ID.
+///
+/// [`optional`]: SpiffeClientVerifier::optional
 pub struct SpiffeClientVerifier {
     creds: Arc<Credentials>,
-    allow: Vec<IdPattern>,
+    /// `None`: any SPIFFE ID.
+    allow: Option<Vec<IdPattern>>,
+    mandatory: bool,
     provider: Arc<CryptoProvider>,
 }
 
 impl fmt::Debug for SpiffeClientVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let allow: Vec<String> = self.allow.iter().map(ToString::to_string).collect();
+        let allow: Option<Vec<String>> = self
+            .allow
+            .as_ref()
+            .map(|a| a.iter().map(ToString::to_string).collect());
         f.debug_struct("SpiffeClientVerifier")
             .field("allow", &allow)
+            .field("mandatory", &self.mandatory)
             .finish()
     }
 }
@@ -176,7 +232,19 @@ impl SpiffeClientVerifier {
     ) -> Self {
         Self {
             creds,
-            allow,
+            allow: Some(allow),
+            mandatory: true,
+            provider,
+        }
+    }
+
+    /// Requests a client certificate without requiring one; a certificate sent must verify
+    /// (chain, validity, EKU clientAuth) and carry a SPIFFE ID, any ID.
+    pub fn optional(creds: Arc<Credentials>, provider: Arc<CryptoProvider>) -> Self {
+        Self {
+            creds,
+            allow: None,
+            mandatory: false,
             provider,
         }
     }
@@ -199,7 +267,12 @@ impl ClientCertVerifier for SpiffeClientVerifier {
             .client
             .verify_client_cert(end_entity, intermediates, now)?;
         match spiffe_id_of(end_entity) {
-            Some(id) if self.allow.iter().any(|p| p.matches(&id)) => {
+            Some(id)
+                if self
+                    .allow
+                    .as_ref()
+                    .is_none_or(|allow| allow.iter().any(|p| p.matches(&id))) =>
+            {
                 Ok(ClientCertVerified::assertion())
             }
             Some(id) => Err(id_error(format!("client {id} is not allowed"))),
@@ -246,6 +319,6 @@ impl ClientCertVerifier for SpiffeClientVerifier {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        true
+        self.mandatory
     }
 }

@@ -4,25 +4,17 @@
 
 use std::net::SocketAddr;
 
-use crate::config::ConfigSpec;
+use shoal_ca::IdPattern;
+
+use crate::config::{AdminSpec, ConfigSpec};
 
 use super::Errors;
 
 /// `admin`, `state_dir`, `identity` and `ca`: read at start only, but checked with everything
 /// else.
 pub(super) fn check_process_settings(spec: &ConfigSpec, errs: &mut Errors) {
-    if let Some(grpc) = spec.admin.as_ref().and_then(|a| a.grpc.as_deref()) {
-        match grpc.parse::<SocketAddr>() {
-            Err(_) => errs.push("admin.grpc", format!("{grpc:?} is not an ip:port address")),
-            Ok(a) if !a.ip().is_loopback() => errs.push(
-                "admin.grpc",
-                format!(
-                    "{a} is not a loopback address: the admin API may listen elsewhere only \
-                     with mTLS, which is not supported yet (issue 5 follow-up); use 127.0.0.1"
-                ),
-            ),
-            Ok(_) => {}
-        }
+    if let Some(admin) = &spec.admin {
+        check_admin(admin, spec.identity.is_some(), errs);
     }
     if let Some(m) = spec.admin.as_ref().and_then(|a| a.metrics.as_deref())
         && m.parse::<SocketAddr>().is_err()
@@ -46,6 +38,32 @@ pub(super) fn check_process_settings(spec: &ConfigSpec, errs: &mut Errors) {
         if ca.bundle_refresh.get().is_zero() {
             errs.push("ca.bundle_refresh", "must be greater than 0");
         }
+        for (field, path) in [
+            ("ca.token_file", &ca.token_file),
+            ("ca.trust_bundle", &ca.trust_bundle),
+        ] {
+            if path.as_deref().is_some_and(|p| p.trim().is_empty()) {
+                errs.push(field, "must be a file path");
+            }
+        }
+        if ca.token_file.is_some() && ca.trust_bundle.is_none() {
+            errs.push(
+                "ca.token_file",
+                "needs `ca.trust_bundle`: the join token is only sent over TLS",
+            );
+        }
+        if let Ok(a) = ca.remote.parse::<SocketAddr>()
+            && !a.ip().is_loopback()
+            && ca.trust_bundle.is_none()
+        {
+            errs.push(
+                "ca.trust_bundle",
+                format!(
+                    "required: ca.remote {a} is not loopback, so the CA is reached over TLS and \
+                     verified with this bundle"
+                ),
+            );
+        }
     }
     if let Some(id) = &spec.identity {
         if !id.id.starts_with("spiffe://") {
@@ -62,5 +80,50 @@ pub(super) fn check_process_settings(spec: &ConfigSpec, errs: &mut Errors) {
         {
             errs.push("identity.ttl", "must be at least 2s");
         }
+    }
+}
+
+/// `admin`: addresses, and the mTLS settings a non-loopback `grpc` needs.
+fn check_admin(admin: &AdminSpec, identity: bool, errs: &mut Errors) {
+    if let Some(grpc) = admin.grpc.as_deref() {
+        match grpc.parse::<SocketAddr>() {
+            Err(_) => errs.push("admin.grpc", format!("{grpc:?} is not an ip:port address")),
+            Ok(a) if !a.ip().is_loopback() => {
+                if !identity {
+                    errs.push(
+                        "admin.grpc",
+                        format!(
+                            "{a} is not loopback: the admin API then serves mTLS with this \
+                             proxy's SVID, which needs `identity`"
+                        ),
+                    );
+                }
+                if admin.allow.is_empty() {
+                    errs.push(
+                        "admin.allow",
+                        format!(
+                            "required: admin.grpc {a} is not loopback; list the SPIFFE IDs \
+                             that may call the admin API"
+                        ),
+                    );
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+    for (i, p) in admin.allow.iter().enumerate() {
+        if let Err(e) = p.parse::<IdPattern>() {
+            errs.push(
+                format!("admin.allow[{i}]"),
+                format!("{p:?} is not a SPIFFE ID pattern: {e}"),
+            );
+        }
+    }
+    if admin
+        .join_tokens
+        .as_deref()
+        .is_some_and(|p| p.trim().is_empty())
+    {
+        errs.push("admin.join_tokens", "must be a file path");
     }
 }
