@@ -377,7 +377,15 @@ async fn health_and_metrics_endpoints() {
         .await
         .unwrap();
     assert_eq!(support::read_response(&mut held).await.0, 200);
-    let text = get("/metrics").await;
+    // The worker counts the response right after writing it: the client may read it first.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = get("/metrics").await;
+        if text.contains("\nshoal_http_requests_total{worker=\"0\"} 1\n") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
     for line in [
         "# TYPE shoal_config_version gauge",
