@@ -70,7 +70,13 @@ async fn conn(
     let mut buf = Vec::with_capacity(8192);
     let mut next = start + offset;
     while next < end {
-        tokio::time::sleep_until(next.into()).await;
+        // tokio's timer has 1 ms granularity: sleep to just before the slot, then yield until
+        // it (the load generator has a core of its own), so the measurement floor is µs.
+        let early = next.checked_sub(Duration::from_millis(2)).unwrap_or(next);
+        tokio::time::sleep_until(early.into()).await;
+        while Instant::now() < next {
+            tokio::task::yield_now().await;
+        }
         let ok = async {
             s.write_all(REQUEST).await?;
             read_response(&mut s, &mut buf).await
