@@ -7,6 +7,7 @@ mod support;
 mod admin;
 mod admin_ca;
 mod admin_more;
+mod admin_state;
 mod ca_cli;
 mod config_changes;
 mod grpc;

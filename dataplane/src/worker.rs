@@ -177,6 +177,8 @@ pub struct WorkerStats {
     /// Upstream TCP connects that succeeded / failed (or timed out).
     pub upstream_connects: AtomicU64,
     pub upstream_connect_failures: AtomicU64,
+    /// The same and more per endpoint address (`ListClusters`).
+    pub endpoints: crate::upstream::stats::EndpointStats,
 }
 
 /// Adds one to a counter only this worker writes: a plain load and store, no locked
@@ -344,7 +346,7 @@ fn run_thread(
         index,
         store,
         balancer: Balancer::with_stats(stats.clone()),
-        pool: Pool::default(),
+        pool: Pool::with_stats(stats.clone()),
         h2pool: H2Pool::default(),
         active: Cell::new(0),
         stats,
