@@ -8,6 +8,7 @@ mod admin;
 mod admin_auth;
 mod admin_ca;
 mod admin_more;
+mod admin_state;
 mod ca_cli;
 mod config_changes;
 mod grpc;

@@ -100,7 +100,11 @@ impl Control {
             });
         }
         let (new, mut errors) = apply_ops(&base.spec, ops);
-        if let Err(r) = ConfigStore::check(&new) {
+        // A real apply compiles (and so validates) in `apply_if` below; compile here only to
+        // report validation errors next to op errors, or for a dry run.
+        if (dry_run || !errors.is_empty())
+            && let Err(r) = ConfigStore::check(&new)
+        {
             errors.extend(attribute(&r, &new, ops));
         }
         if !errors.is_empty() {

@@ -14,6 +14,7 @@ use tonic::{Code, Request, Response, Status};
 
 use std::sync::atomic::Ordering;
 
+use shoal_dataplane::upstream::stats::EndpointState;
 use shoal_dataplane::worker::WorkerStats;
 
 use crate::control::{Control, TxnError};
@@ -29,6 +30,26 @@ pub struct AdminApi {
 impl AdminApi {
     pub fn new(control: Arc<Control>, workers: Vec<Arc<WorkerStats>>) -> Self {
         Self { control, workers }
+    }
+}
+
+impl AdminApi {
+    /// `addr`'s state summed over the workers (see `upstream::stats`).
+    fn endpoint_state(
+        &self,
+        addr: std::net::SocketAddr,
+        now: std::time::Instant,
+    ) -> pb::EndpointState {
+        let s = EndpointState::sum(self.workers.iter().map(|w| &w.endpoints), addr, now);
+        pb::EndpointState {
+            address: addr.to_string(),
+            ejected_workers: s.ejected_workers,
+            workers: self.workers.len() as u32,
+            active_requests: s.active_requests,
+            connects: s.connects,
+            connect_failures: s.connect_failures,
+            idle_connections: s.idle_connections,
+        }
     }
 }
 
@@ -126,9 +147,29 @@ impl AdminService for AdminApi {
         _: Request<pb::ListClustersRequest>,
     ) -> Result<Response<pb::ListClustersResponse>, Status> {
         let snap = self.control.store().load_full();
+        let now = std::time::Instant::now();
+        let states = snap
+            .spec
+            .clusters
+            .iter()
+            .map(|spec| pb::ClusterState {
+                name: spec.name.clone(),
+                endpoints: snap
+                    .clusters
+                    .get(&spec.name)
+                    .map(|c| {
+                        c.endpoints
+                            .iter()
+                            .map(|ep| self.endpoint_state(ep.addr, now))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect();
         Ok(Response::new(pb::ListClustersResponse {
             version: snap.version,
             clusters: snap.spec.clusters.iter().map(ToProto::to_proto).collect(),
+            states,
         }))
     }
 

@@ -181,6 +181,8 @@ pub struct WorkerStats {
     pub tls_handshake_failures: AtomicU64,
     /// Requests (HTTP) and connections (TCP) an authorization policy denied.
     pub policy_denials: AtomicU64,
+    /// The same and more per endpoint address (`ListClusters`).
+    pub endpoints: crate::upstream::stats::EndpointStats,
 }
 
 /// Adds one to a counter only this worker writes: a plain load and store, no locked
@@ -358,7 +360,7 @@ fn run_thread(
         index,
         store,
         balancer: Balancer::with_stats(stats.clone()),
-        pool: Pool::default(),
+        pool: Pool::with_stats(stats.clone()),
         h2pool: H2Pool::default(),
         active: Cell::new(0),
         stats,

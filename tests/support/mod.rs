@@ -36,6 +36,19 @@ pub fn start(yaml: &str) -> App {
     .expect("app starts")
 }
 
+/// Starts Shoal in-process with `yaml` on `workers` worker threads (unpinned).
+pub fn start_workers(yaml: &str, workers: usize) -> App {
+    init_logs();
+    let mut spec = spec(yaml);
+    spec.workers = Some(workers);
+    App::start(AppOptions {
+        spec,
+        config_path: None,
+        pin: false,
+    })
+    .expect("app starts")
+}
+
 pub fn spec(yaml: &str) -> ConfigSpec {
     let mut spec = ConfigSpec::from_yaml(yaml).expect("test config parses");
     spec.workers.get_or_insert(1);

@@ -236,8 +236,10 @@ impl ConfigStore {
     }
 
     fn apply_locked(&self, door: &mut Door, spec: ConfigSpec) -> Result<u64, Rejection> {
+        let started = std::time::Instant::now();
         let prev = self.current.load_full();
         let mut snap = compile(&spec, Some(&prev)).map_err(|errors| Rejection { errors })?;
+        let compiled = started.elapsed();
         if let (Some(old), Some(new)) = (prev.spec.workers, spec.workers)
             && old != new
             && !door.workers.is_empty()
@@ -312,6 +314,7 @@ impl ConfigStore {
             .collect();
 
         let version = prev.version + 1;
+        let persist_start = std::time::Instant::now();
         if let Some(state) = &door.state {
             state.save(version, &spec).map_err(|e| {
                 Rejection::one(
@@ -323,7 +326,9 @@ impl ConfigStore {
                 )
             })?;
         }
+        let persisted = persist_start.elapsed();
         snap.version = version;
+        let swap_start = std::time::Instant::now();
         self.current.store(Arc::new(snap));
         self.version.store(version, Ordering::Release);
         door.bound = new_bound;
@@ -351,7 +356,16 @@ impl ConfigStore {
                 break;
             }
         }
-        tracing::info!(version, listeners = door.bound.len(), "config applied");
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        tracing::info!(
+            version,
+            listeners = door.bound.len(),
+            compile_ms = ms(compiled),
+            persist_ms = ms(persisted),
+            swap_and_acks_ms = ms(swap_start.elapsed()),
+            total_ms = ms(started.elapsed()),
+            "config applied"
+        );
         Ok(version)
     }
 }

@@ -261,6 +261,47 @@ fn paths(yaml: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Everything a config can hold survives save + load (the file is JSON read by the YAML parser).
+const RICH: &str = r#"
+workers: 3
+drain_timeout: 2500ms
+state_dir: /tmp/somewhere
+admin: { grpc: "127.0.0.1:15000" }
+access_log: { path: stdout }
+limits: { max_connections_per_worker: 100 }
+timeouts: { keepalive_idle: 90s }
+listeners:
+  - { name: web, address: "127.0.0.1:8080", protocol: auto, routes: web }
+  - { name: pg, address: "127.0.0.1:6432", protocol: tcp, cluster: a }
+routes:
+  web:
+    - domains: ["api.example.com", "*.example.org", "*"]
+      routes:
+        - match: { prefix: /v1/, methods: [GET, POST], headers: { x-canary: "1", x-debug: { present: true }, x-v: { regex: "v[0-9]+" } } }
+          weighted: [ { cluster: a, weight: 90 }, { cluster: b, weight: 10 } ]
+          timeout: 2s
+          prefix_rewrite: /
+          request_headers: { add: { x-added: "yes \"quoted\" ünïcode" }, remove: [x-drop] }
+        - match: { grpc: { service: pkg.Echo, method: Unary } }
+          cluster: b
+        - match: { regex: "/static/.*\\.css" }
+          direct_response: { status: 200, body: "line 1\nline 2\ttab: {json: [1]}" }
+        - redirect: { scheme: https, status: 308 }
+clusters:
+  - { name: a, lb: least_request, endpoints: ["127.0.0.1:9001", { address: "127.0.0.1:9002", weight: 3 }], outlier: { consecutive_failures: 2, ejection_time: 1m } }
+  - { name: b, protocol: http2, endpoints: ["127.0.0.1:9003"], pool: { max_idle_per_endpoint: 0 } }
+"#;
+
+#[test]
+fn every_config_field_round_trips_through_the_state_file() {
+    let dir = temp_dir("rich");
+    let state = StateFile::new(&dir);
+    let rich = spec(RICH);
+    state.save(9, &rich).unwrap();
+    assert_eq!(state.load().unwrap(), Some((9, rich)));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn a_non_loopback_admin_address_needs_identity_and_allow() {
     let err = ConfigStore::check(&spec("admin: { grpc: 0.0.0.0:15000 }")).unwrap_err();

@@ -5,6 +5,10 @@
 //! least-request by power of two choices. An endpoint that fails `outlier.consecutive_failures`
 //! connects in a row is skipped for `outlier.ejection_time`; when every endpoint is ejected (or the
 //! cluster has none) [`Balancer::pick`] returns `None` and the request gets 503.
+//!
+//! Connect outcomes, requests in flight and ejections are also published per endpoint in the
+//! worker's [`EndpointStats`](super::stats::EndpointStats) (single-writer atomics) for
+//! `ListClusters`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -17,6 +21,7 @@ use crate::config::LbPolicy;
 use crate::worker::{WorkerStats, bump};
 
 use super::Cluster;
+use super::stats::EndpointCounters;
 
 #[derive(Default)]
 struct ClusterState {
@@ -35,18 +40,34 @@ struct Health {
 pub struct Balancer {
     clusters: RefCell<HashMap<u64, ClusterState>>,
     health: RefCell<HashMap<SocketAddr, Health>>,
-    in_flight: RefCell<HashMap<SocketAddr, Rc<Cell<u32>>>>,
+    endpoints: RefCell<HashMap<SocketAddr, Rc<EndpointSlot>>>,
     rng: RefCell<fastrand::Rng>,
-    /// The worker's counters (connect outcomes are reported here).
+    /// The worker's counters (connect outcomes are reported here, and per endpoint).
     stats: Arc<WorkerStats>,
 }
 
-/// Counts a request in flight to an endpoint until dropped (least-request).
-pub struct InFlight(Rc<Cell<u32>>);
+/// This worker's in-flight count of one endpoint and the counters it publishes.
+struct EndpointSlot {
+    in_flight: Cell<u32>,
+    shared: Arc<EndpointCounters>,
+}
+
+impl EndpointSlot {
+    fn set_in_flight(&self, n: u32) {
+        self.in_flight.set(n);
+        self.shared
+            .active_requests
+            .store(u64::from(n), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Counts a request in flight to an endpoint until dropped (least-request, `ListClusters`).
+pub struct InFlight(Rc<EndpointSlot>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
+        self.0
+            .set_in_flight(self.0.in_flight.get().saturating_sub(1));
     }
 }
 
@@ -66,7 +87,7 @@ impl Balancer {
         Self {
             clusters: RefCell::default(),
             health: RefCell::default(),
-            in_flight: RefCell::default(),
+            endpoints: RefCell::default(),
             rng: RefCell::new(fastrand::Rng::new()),
             stats,
         }
@@ -79,6 +100,20 @@ impl Balancer {
 
     pub fn random_u64(&self) -> u64 {
         self.rng.borrow_mut().u64(..)
+    }
+
+    /// This worker's slot for `addr` (registered with the worker's stats on first use).
+    fn slot(&self, addr: SocketAddr) -> Rc<EndpointSlot> {
+        self.endpoints
+            .borrow_mut()
+            .entry(addr)
+            .or_insert_with(|| {
+                Rc::new(EndpointSlot {
+                    in_flight: Cell::new(0),
+                    shared: self.stats.endpoints.counters(addr),
+                })
+            })
+            .clone()
     }
 
     fn healthy(&self, addr: &SocketAddr, now: Instant) -> bool {
@@ -142,10 +177,10 @@ impl Balancer {
                     [rng.usize(..n), rng.usize(..n)]
                 };
                 let load = |i: usize| {
-                    self.in_flight
+                    self.endpoints
                         .borrow()
                         .get(&eps[i].addr)
-                        .map_or(0, |c| c.get())
+                        .map_or(0, |s| s.in_flight.get())
                 };
                 let mut pick: Option<usize> = None;
                 for &i in &candidates {
@@ -162,23 +197,29 @@ impl Balancer {
 
     /// Marks a request in flight to `addr` (for least-request) until the guard drops.
     pub fn start_request(&self, addr: SocketAddr) -> InFlight {
-        let counter = self.in_flight.borrow_mut().entry(addr).or_default().clone();
-        counter.set(counter.get() + 1);
-        InFlight(counter)
+        let slot = self.slot(addr);
+        slot.set_in_flight(slot.in_flight.get() + 1);
+        InFlight(slot)
     }
 
     /// A connect to `addr` succeeded: clears its failure count.
     pub fn report_success(&self, addr: SocketAddr) {
         bump(&self.stats.upstream_connects);
+        let slot = self.slot(addr);
+        bump(&slot.shared.connects);
         if let Some(h) = self.health.borrow_mut().get_mut(&addr) {
             h.failures = 0;
-            h.ejected_until = None;
+            if h.ejected_until.take().is_some() {
+                slot.shared.set_ejected_until(None);
+            }
         }
     }
 
     /// A connect to `addr` failed; ejects it after `cluster.outlier.consecutive_failures` in a row.
     pub fn report_failure(&self, cluster: &Cluster, addr: SocketAddr, now: Instant) {
         bump(&self.stats.upstream_connect_failures);
+        let slot = self.slot(addr);
+        bump(&slot.shared.connect_failures);
         let limit = cluster.outlier.consecutive_failures;
         if limit == 0 {
             return;
@@ -188,7 +229,9 @@ impl Balancer {
         h.failures += 1;
         if h.failures >= limit {
             h.failures = 0;
-            h.ejected_until = Some(now + cluster.outlier.ejection_time.get());
+            let until = now + cluster.outlier.ejection_time.get();
+            h.ejected_until = Some(until);
+            slot.shared.set_ejected_until(Some(until));
             tracing::warn!(cluster = %cluster.name, endpoint = %addr, "endpoint ejected after consecutive connect failures");
         }
     }
@@ -321,6 +364,48 @@ mod tests {
             .collect();
         assert_eq!(classes, [1, 2, 1, 2, 3], "999 counts as 5xx");
         assert_eq!(stats.requests.load(Relaxed), 9);
+    }
+
+    #[test]
+    fn endpoint_state_is_published() {
+        use crate::upstream::stats::EndpointState;
+        let stats = Arc::new(WorkerStats::default());
+        let b = Balancer::with_stats(stats.clone());
+        let c = cluster(LbPolicy::RoundRobin, &[1, 1]);
+        let (a, other) = (c.endpoints[0].addr, c.endpoints[1].addr);
+        let now = Instant::now();
+        let state = |at: Instant| EndpointState::sum([&stats.endpoints], a, at);
+        b.report_failure(&c, a, now);
+        assert_eq!(state(now).ejected_workers, 0, "one failure does not eject");
+        b.report_failure(&c, a, now);
+        assert_eq!(state(now).ejected_workers, 1);
+        assert_eq!(state(now).connect_failures, 2);
+        assert_eq!(
+            state(now + Duration::from_secs(11)).ejected_workers,
+            0,
+            "the ejection ends after ejection_time"
+        );
+        let g1 = b.start_request(a);
+        let g2 = b.start_request(a);
+        assert_eq!(state(now).active_requests, 2);
+        drop(g1);
+        assert_eq!(state(now).active_requests, 1);
+        drop(g2);
+        assert_eq!(state(now).active_requests, 0);
+        b.report_success(a);
+        assert_eq!(
+            state(now),
+            EndpointState {
+                connects: 1,
+                connect_failures: 2,
+                ..EndpointState::default()
+            },
+            "a success puts it back in rotation"
+        );
+        assert_eq!(
+            EndpointState::sum([&stats.endpoints], other, now),
+            EndpointState::default()
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Upstreams: compiled clusters (shared, immutable) and the per-worker state that serves them:
 //! connection pools ([`pool`] for HTTP/1.1, [`h2pool`] for multiplexed HTTP/2) and load balancing with passive health ([`lb`]).
+//! Both publish per-endpoint state for the admin API through [`stats`].
 
 pub mod h2pool;
 pub mod lb;
 pub mod pool;
+pub mod stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

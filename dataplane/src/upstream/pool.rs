@@ -4,17 +4,22 @@
 //! connections busy and lets the rest age out). A connection is returned only after a complete,
 //! reusable exchange. Idle connections older than the cluster's `pool.idle_timeout` are dropped on
 //! the next `take` and by the worker's periodic `reap`, so the pool shrinks when traffic stops.
+//! The idle count per endpoint is published in the worker's endpoint stats after every change.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
 use super::Cluster;
+use super::stats::EndpointCounters;
 use crate::proxy::stream::{self, Stream};
+use crate::worker::WorkerStats;
 
 /// Pooled connections are keyed by endpoint and TLS origination: a plaintext connection (tag 0)
 /// is never handed to an mTLS cluster, nor one verified for another cluster's SPIFFE ID.
@@ -38,22 +43,50 @@ struct Idle {
     max_idle: Duration,
 }
 
+/// One endpoint's idle connections and where their count is published.
+struct IdleList {
+    conns: Vec<Idle>,
+    counters: Arc<EndpointCounters>,
+}
+
+impl IdleList {
+    fn publish(&self) {
+        self.counters
+            .idle_connections
+            .store(self.conns.len() as u64, Ordering::Relaxed);
+    }
+}
+
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<HashMap<PoolKey, Vec<Idle>>>,
+    /// Entries stay once created (an empty list is a few words), so the published count
+    /// always has a home.
+    idle: RefCell<HashMap<PoolKey, IdleList>>,
+    stats: Arc<WorkerStats>,
 }
 
 impl Pool {
+    /// A pool that publishes its idle counts in `stats` (the worker's).
+    pub fn with_stats(stats: Arc<WorkerStats>) -> Self {
+        Self {
+            idle: RefCell::default(),
+            stats,
+        }
+    }
+
     /// A pooled connection to `addr` that has been idle less than `max_idle`, if any.
     pub fn take(&self, key: PoolKey, max_idle: Duration, now: Instant) -> Option<Stream> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&key)?;
-        while let Some(c) = list.pop() {
+        let mut found = None;
+        while let Some(c) = list.conns.pop() {
             if now.duration_since(c.since) < max_idle.min(c.max_idle) {
-                return Some(c.stream);
+                found = Some(c.stream);
+                break;
             }
         }
-        None
+        list.publish();
+        found
     }
 
     /// Returns a connection after a complete exchange; dropped if the endpoint already has `max` idle.
@@ -62,30 +95,43 @@ impl Pool {
             return;
         }
         let mut idle = self.idle.borrow_mut();
-        let list = idle.entry(key).or_default();
-        if list.len() >= max {
-            list.remove(0);
+        let list = idle.entry(key).or_insert_with(|| IdleList {
+            conns: Vec::new(),
+            counters: self.stats.endpoints.counters(key.0),
+        });
+        if list.conns.len() >= max {
+            list.conns.remove(0);
         }
-        list.push(Idle {
+        list.conns.push(Idle {
             stream,
             since: Instant::now(),
             max_idle,
         });
+        list.publish();
     }
 
     /// Closes connections idle past their timeout. Returns how many remain.
     pub fn reap(&self, now: Instant) -> usize {
         let mut idle = self.idle.borrow_mut();
-        idle.retain(|_, list| {
-            list.retain(|c| now.duration_since(c.since) < c.max_idle);
-            !list.is_empty()
-        });
-        idle.values().map(Vec::len).sum()
+        let mut left = 0;
+        for list in idle.values_mut() {
+            let before = list.conns.len();
+            list.conns
+                .retain(|c| now.duration_since(c.since) < c.max_idle);
+            if list.conns.len() != before {
+                list.publish();
+            }
+            left += list.conns.len();
+        }
+        left
     }
 
     /// Closes every idle connection (shutdown).
     pub fn clear(&self) {
-        self.idle.borrow_mut().clear();
+        for list in self.idle.borrow_mut().values_mut() {
+            list.conns.clear();
+            list.publish();
+        }
     }
 }
 
