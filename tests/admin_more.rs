@@ -136,7 +136,7 @@ async fn a_restart_keeps_the_applied_config() {
     assert_eq!(r.version, 2);
     // Persisted before the reply.
     let on_disk = std::fs::read_to_string(state.join("config.yaml")).unwrap();
-    assert!(on_disk.contains("version: 2"), "{on_disk}");
+    assert!(on_disk.contains("\"version\": 2,"), "{on_disk}");
     drop(c);
     app.shutdown();
 
@@ -478,7 +478,7 @@ async fn a_reload_is_persisted_and_watched() {
     );
     let on_disk = std::fs::read_to_string(state.join("config.yaml")).unwrap();
     assert!(
-        on_disk.contains("version: 2") && on_disk.contains("cluster: b"),
+        on_disk.contains("\"version\": 2,") && on_disk.contains("\"cluster\": \"b\""),
         "{on_disk}"
     );
     app.shutdown();
