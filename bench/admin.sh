@@ -11,7 +11,7 @@
 # Env knobs: SHOAL_BIN (default target/release/shoal, built first), BENCH_BIN (default
 # target/release/admin-bench, built first), NO_BUILD=1, RESULTS_DIR (bench/results),
 # BASE_PORT (19400: admin 19400, HTTP 19401, upstream 19402), REPS (7), SIZES (1,100,10000),
-# RATE (2000 req/s), CONNS (16), PHASE_SECS (10), ROUNDS (2), APPLY_RATE (100),
+# RATE (2000 req/s), CONNS (16), PHASE_SECS (6), ROUNDS (5), APPLY_RATE (100),
 # NO_STATE_DIR=1 (do not persist applies), BENCH_TIMEOUT (s, default 600).
 #
 # Output: RESULTS_DIR/<stamp>-admin.txt (header, tables, RESULT lines) and
@@ -52,8 +52,8 @@ OUT=$RESULTS_DIR/$STAMP-admin.txt
 args=(--shoal "$SHOAL_BIN" --work-dir "$WORK" --base-port "$BASE_PORT"
   --parts "$(IFS=,; echo "${PARTS[*]}")"
   --reps "${REPS:-7}" --sizes "${SIZES:-1,100,10000}"
-  --rate "${RATE:-2000}" --conns "${CONNS:-16}" --phase-secs "${PHASE_SECS:-10}"
-  --rounds "${ROUNDS:-2}" --apply-rate "${APPLY_RATE:-100}")
+  --rate "${RATE:-2000}" --conns "${CONNS:-16}" --phase-secs "${PHASE_SECS:-6}"
+  --rounds "${ROUNDS:-5}" --apply-rate "${APPLY_RATE:-100}")
 [[ ${NO_STATE_DIR:-0} == 1 ]] && args+=(--no-state-dir)
 {
   echo "# admin bench: ${PARTS[*]}"
