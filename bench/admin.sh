@@ -15,7 +15,7 @@
 # NO_STATE_DIR=1 (do not persist applies), BENCH_TIMEOUT (s, default 600).
 #
 # Output: RESULTS_DIR/<stamp>-admin.txt (header, tables, RESULT lines) and
-# <stamp>-admin-shoal.log (Shoal's stderr). Everything runs on 127.0.0.1 in a private
+# <stamp>-admin-shoal.log.gz (Shoal's stderr, gzipped). Everything runs on 127.0.0.1 in a private
 # temporary directory (removed afterwards); Shoal is stopped by admin-bench at the end, and
 # the whole run is under `timeout`.
 set -euo pipefail
@@ -63,8 +63,9 @@ args=(--shoal "$SHOAL_BIN" --work-dir "$WORK" --base-port "$BASE_PORT"
 rc=0
 timeout --kill-after=10 "${BENCH_TIMEOUT:-600}" "$BENCH_BIN" "${args[@]}" 2>&1 | tee -a "$OUT" || rc=$?
 echo "# load at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT"
-cp "$WORK/shoal.log" "$RESULTS_DIR/$STAMP-admin-shoal.log" 2>/dev/null || true
-if grep -qE ' (WARN|ERROR) |panicked' "$RESULTS_DIR/$STAMP-admin-shoal.log" 2>/dev/null; then
-  echo "warning: Shoal logged warnings/errors, see $RESULTS_DIR/$STAMP-admin-shoal.log" | tee -a "$OUT"
+# Thousands of `config applied` lines: stored compressed.
+gzip -c "$WORK/shoal.log" >"$RESULTS_DIR/$STAMP-admin-shoal.log.gz" 2>/dev/null || true
+if grep -qE ' (WARN|ERROR) |panicked' "$WORK/shoal.log" 2>/dev/null; then
+  echo "warning: Shoal logged warnings/errors, see $RESULTS_DIR/$STAMP-admin-shoal.log.gz" | tee -a "$OUT"
 fi
 exit "$rc"
