@@ -254,7 +254,7 @@ fn report(p: &mut Phase) {
     );
 }
 
-async fn traffic_part(a: &Args, c: &Client, web: SocketAddr) -> bool {
+async fn traffic_part(a: &Args, web: SocketAddr) -> bool {
     let phase = Duration::from_secs(a.phase_secs);
     println!(
         "== traffic: {} req/s over {} keep-alive connections, {} s phases, {} rounds; applies at {}/s in the apply phases",
@@ -274,10 +274,29 @@ async fn traffic_part(a: &Args, c: &Client, web: SocketAddr) -> bool {
         phases.push(p);
         let stop = Arc::new(AtomicBool::new(false));
         let every = Duration::from_secs_f64(1.0 / f64::from(a.apply_rate.max(1)));
-        let churn = tokio::spawn(applies::churn(c.clone(), stop.clone(), every));
+        // The applier runs on its own thread and runtime, so its gRPC work does not delay the
+        // load client's tasks (they still share the 2 CPUs with it and with Shoal).
+        // Its own connection too: a tonic channel does its I/O on the runtime that made it.
+        let (port, flag) = (a.base_port, stop.clone());
+        let churn = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("applier runtime");
+            rt.block_on(async move {
+                match wait_for_admin(port).await {
+                    Ok(client) => applies::churn(client, flag, every).await,
+                    Err(e) => applies::Churn {
+                        failures: 1,
+                        first_error: Some(e.to_string()),
+                        ..Default::default()
+                    },
+                }
+            })
+        });
         let busy = load::run(web, "h", a.rate, a.conns, phase).await;
         stop.store(true, Ordering::Relaxed);
-        let churn = churn.await.unwrap_or_default();
+        let churn = churn.join().unwrap_or_default();
         let mut p = Phase {
             name: format!("applying r{round}"),
             load: busy,
@@ -395,7 +414,7 @@ async fn bench(a: Args) -> Result<bool, BenchError> {
         apply_part(&a, &mut c, web).await?;
     }
     if a.parts.iter().any(|p| p == "traffic") {
-        ok &= traffic_part(&a, &c, web).await;
+        ok &= traffic_part(&a, web).await;
     }
     Ok(ok)
 }
