@@ -11,11 +11,11 @@
 # Env knobs: SHOAL_BIN (default target/release/shoal, built first), BENCH_BIN (default
 # target/release/admin-bench, built first), NO_BUILD=1, RESULTS_DIR (bench/results),
 # BASE_PORT (19400: admin 19400, HTTP 19401, upstream 19402), REPS (7), SIZES (1,100,10000),
-# RATE (2000 req/s), CONNS (16), PHASE_SECS (10), ROUNDS (2), APPLY_RATE (100),
+# RATE (2000 req/s), CONNS (16), PHASE_SECS (6), ROUNDS (5), APPLY_RATE (100),
 # NO_STATE_DIR=1 (do not persist applies), BENCH_TIMEOUT (s, default 600).
 #
 # Output: RESULTS_DIR/<stamp>-admin.txt (header, tables, RESULT lines) and
-# <stamp>-admin-shoal.log (Shoal's stderr). Everything runs on 127.0.0.1 in a private
+# <stamp>-admin-shoal.log.gz (Shoal's stderr, gzipped). Everything runs on 127.0.0.1 in a private
 # temporary directory (removed afterwards); Shoal is stopped by admin-bench at the end, and
 # the whole run is under `timeout`.
 set -euo pipefail
@@ -52,8 +52,8 @@ OUT=$RESULTS_DIR/$STAMP-admin.txt
 args=(--shoal "$SHOAL_BIN" --work-dir "$WORK" --base-port "$BASE_PORT"
   --parts "$(IFS=,; echo "${PARTS[*]}")"
   --reps "${REPS:-7}" --sizes "${SIZES:-1,100,10000}"
-  --rate "${RATE:-2000}" --conns "${CONNS:-16}" --phase-secs "${PHASE_SECS:-10}"
-  --rounds "${ROUNDS:-2}" --apply-rate "${APPLY_RATE:-100}")
+  --rate "${RATE:-2000}" --conns "${CONNS:-16}" --phase-secs "${PHASE_SECS:-6}"
+  --rounds "${ROUNDS:-5}" --apply-rate "${APPLY_RATE:-100}")
 [[ ${NO_STATE_DIR:-0} == 1 ]] && args+=(--no-state-dir)
 {
   echo "# admin bench: ${PARTS[*]}"
@@ -63,8 +63,9 @@ args=(--shoal "$SHOAL_BIN" --work-dir "$WORK" --base-port "$BASE_PORT"
 rc=0
 timeout --kill-after=10 "${BENCH_TIMEOUT:-600}" "$BENCH_BIN" "${args[@]}" 2>&1 | tee -a "$OUT" || rc=$?
 echo "# load at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT"
-cp "$WORK/shoal.log" "$RESULTS_DIR/$STAMP-admin-shoal.log" 2>/dev/null || true
-if grep -qE ' (WARN|ERROR) |panicked' "$RESULTS_DIR/$STAMP-admin-shoal.log" 2>/dev/null; then
-  echo "warning: Shoal logged warnings/errors, see $RESULTS_DIR/$STAMP-admin-shoal.log" | tee -a "$OUT"
+# Thousands of `config applied` lines: stored compressed.
+gzip -c "$WORK/shoal.log" >"$RESULTS_DIR/$STAMP-admin-shoal.log.gz" 2>/dev/null || true
+if grep -qE ' (WARN|ERROR) |panicked' "$WORK/shoal.log" 2>/dev/null; then
+  echo "warning: Shoal logged warnings/errors, see $RESULTS_DIR/$STAMP-admin-shoal.log.gz" | tee -a "$OUT"
 fi
 exit "$rc"
