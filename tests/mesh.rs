@@ -279,6 +279,59 @@ async fn two_hop_mesh_http1_h2_grpc_tcp_with_identity_and_policy() {
     drop(m.b);
 }
 
+/// Continuous traffic through A in two loops: one reuses A's pooled mTLS connections to B; the
+/// other makes A open a new one (a full handshake with its current SVID) for every request.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    loops: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(a: SocketAddr) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let loops = ["/load", "/fresh/load"]
+            .into_iter()
+            .map(|path| {
+                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let (status, _) = support::get(a, "svc", path).await;
+                        if status == 200 {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("{path}: status {status}");
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            ok,
+            failed,
+            loops,
+        }
+    }
+
+    /// Stops the loops; (succeeded, failed) requests.
+    async fn stop(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for l in self.loops {
+            l.await.unwrap();
+        }
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// A's SVID rotates (short TTL) while traffic flows over new and kept-alive connections: not one
 /// request fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,28 +339,7 @@ async fn svid_rotation_under_traffic_drops_nothing() {
     let m = mesh("4s").await;
     let a = m.a.listener_addr("out").unwrap();
     let first = m.a.svid().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let mut loads = Vec::new();
-    for k in 0..2 {
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        loads.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                // One loop reuses A's pooled mTLS connections to B; the other makes A open a
-                // new one (a full handshake with its current SVID) for every request.
-                let path = if k == 0 { "/load" } else { "/fresh/load" };
-                let (status, _) = support::get(a, "svc", path).await;
-                if status == 200 {
-                    ok.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("status {status}");
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }));
-    }
+    let load = Load::start(a);
     // A's SVID is renewed (the CA backdates by a minute, so a 4s TTL is due within a second
     // or two): wait for three new serials, each then used by new handshakes.
     let mut serials = vec![first.serial().to_string()];
@@ -324,11 +356,7 @@ async fn svid_rotation_under_traffic_drops_nothing() {
     assert!(serials.len() > 3, "A's SVID was not renewed: {serials:?}");
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    for l in loads {
-        l.await.unwrap();
-    }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (ok, failed) = load.stop().await;
     assert!(ok > 50, "too little traffic: {ok}");
     assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
 }
@@ -342,26 +370,7 @@ async fn root_rotation_under_traffic_drops_nothing() {
     use shoal_admin::proto::ca::v1 as ca_pb;
     let m = mesh("4s").await;
     let a = m.a.listener_addr("out").unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let mut loads = Vec::new();
-    for k in 0..2 {
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        loads.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let path = if k == 0 { "/load" } else { "/fresh/load" };
-                let (status, _) = support::get(a, "svc", path).await;
-                if status == 200 {
-                    ok.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("status {status}");
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }));
-    }
+    let load = Load::start(a);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut ca = ca_pb::ca_service_client::CaServiceClient::connect(format!(
         "http://{}",
@@ -397,11 +406,7 @@ async fn root_rotation_under_traffic_drops_nothing() {
     );
     // Keep the traffic going on the new certificates for a while.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop.store(true, Ordering::Relaxed);
-    for l in loads {
-        l.await.unwrap();
-    }
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (ok, failed) = load.stop().await;
     assert!(ok > 50, "too little traffic: {ok}");
     assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
 }

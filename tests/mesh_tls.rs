@@ -294,3 +294,81 @@ clusters:
     assert!(ok);
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+/// An existing PKI's CA (rcgen) and a client certificate it signed (EKU clientAuth).
+fn client_pki(dir: &Path) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::default();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let issuer = rcgen::CertifiedIssuer::self_signed(ca, ca_key).unwrap();
+    std::fs::write(dir.join("clients-ca.pem"), issuer.pem()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("client.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("client.key"), key.serialize_pem()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_tls_with_client_ca_requires_a_client_certificate_of_that_ca() {
+    let echo = upstream::http_echo("backend").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    self_signed(dir, "a", &["a.example.test"]);
+    client_pki(dir);
+    let d = dir.display();
+    let app = support::start(&format!(
+        r#"
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    routes: r
+    tls: {{ mode: server, certificates: [ {{ cert: {d}/a.pem, key: {d}/a.key }} ], client_ca: {d}/clients-ca.pem }}
+routes:
+  r:
+    - domains: ["*"]
+      routes: [ {{ match: {{ prefix: / }}, cluster: echo }} ]
+clusters:
+  - {{ name: echo, endpoints: ["{echo}"] }}
+"#,
+        echo = echo.addr
+    ));
+    let port = app.listener_addr("edge").unwrap().port();
+    let resolve = format!("a.example.test:{port}:127.0.0.1");
+    let url = format!("https://a.example.test:{port}/");
+    let curl = |extra: &[&str]| {
+        let mut args = s(&["-sS", "--resolve", &resolve, "--cacert", "a.pem"]);
+        args.extend(s(extra));
+        args.push(url.clone());
+        args
+    };
+    let (ok, out) = run(
+        dir,
+        "curl",
+        curl(&["--cert", "client.pem", "--key", "client.key"]),
+        b"",
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (ok, out) = run(dir, "curl", curl(&[]), b"").await;
+    assert!(!ok, "no client certificate must be refused: {out}");
+    // A certificate of another CA (the server's self-signed one has no clientAuth either way).
+    let (ok, out) = run(
+        dir,
+        "curl",
+        curl(&["--cert", "a.pem", "--key", "a.key"]),
+        b"",
+    )
+    .await;
+    assert!(!ok, "a certificate of another CA must be refused: {out}");
+    // A missing CA file is a rejection naming the field.
+    let mut bad = app.store().load().spec.clone();
+    bad.listeners[0].tls.as_mut().unwrap().client_ca = Some(format!("{d}/missing.pem"));
+    let err = app.store().apply(bad).unwrap_err().to_string();
+    assert!(err.contains("listeners[0].tls.client_ca"), "{err}");
+}

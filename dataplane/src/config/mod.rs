@@ -140,7 +140,7 @@ impl Default for TimeoutsSpec {
 #[serde(rename_all = "snake_case")]
 pub enum ListenerProtocol {
     /// Sniffs the first bytes: HTTP/1.1 or HTTP/2 prior knowledge (h2c) on the same port
-    /// (TLS is detected and refused until supported).
+    /// (a TLS ClientHello on a listener without `tls:` is closed).
     #[default]
     Auto,
     Http1,
